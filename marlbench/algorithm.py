@@ -1,0 +1,236 @@
+"""The algorithm interface, the registry, and typed configuration overrides.
+
+An algorithm is a subclass of :class:`Algorithm` decorated with :func:`register`. The
+registry imports every module of the ``algorithms`` package and every entry point of
+the group ``marlbench.algorithms`` (an entry point may name a module or a class), so a
+user's own package adds an algorithm without editing marlbench.
+
+Configuration of one run is resolved in this order: the dataclass defaults, the
+algorithm's per-dataset table (``dataset_overrides``, glob patterns over
+``suite/task/quality``), a YAML file, then ``--set key=value`` pairs.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import fnmatch
+import importlib
+import pkgutil
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+import yaml
+
+from marlbench.data.sampler import Batch
+from marlbench.errors import ConfigError, UnknownNameError
+from marlbench.spec import ActionType, EnvSpec
+
+ALGORITHMS_PACKAGE = "algorithms"
+ENTRY_POINT_GROUP = "marlbench.algorithms"
+
+
+@dataclass
+class AlgorithmConfig:
+    """Fields every algorithm has; subclasses add their own hyperparameters."""
+
+    batch_size: int = 256
+
+
+class Algorithm(abc.ABC):
+    """One offline MARL method: decentralised actors, optionally centralised training.
+
+    ``update`` takes one gradient step and returns scalar losses for logging (a
+    non-finite value stops the run as diverged). ``act`` sees only each agent's own
+    observation (its id is added by the networks). Multi-phase methods switch phases
+    from ``step`` inside ``update``.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    action_types: ClassVar[tuple[ActionType, ...]] = ("discrete", "continuous")
+    Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
+    dataset_overrides: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def __init__(self, spec: EnvSpec, config: AlgorithmConfig, device: torch.device):
+        self.spec = spec
+        self.config = config
+        self.device = device
+
+    @abc.abstractmethod
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        """One training step on a minibatch; returns losses to log."""
+
+    @abc.abstractmethod
+    def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
+        """Decentralised actions ``[B, N]`` (int64) or ``[B, N, A]`` for observations ``[B, N, O]``."""
+
+    def action_probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        """Per-agent action probabilities ``[B, N, nA]`` of a discrete policy."""
+        raise NotImplementedError(f"{self.name} does not expose action probabilities")
+
+    def _stateful_attributes(self) -> dict[str, torch.nn.Module | torch.optim.Optimizer]:
+        return {
+            key: value
+            for key, value in vars(self).items()
+            if isinstance(value, (torch.nn.Module, torch.optim.Optimizer))
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every network and optimiser held as an attribute; override for other state."""
+        return {key: value.state_dict() for key, value in self._stateful_attributes().items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for key, value in self._stateful_attributes().items():
+            value.load_state_dict(state[key])
+
+
+_ALGORITHMS: dict[str, type[Algorithm]] = {}
+_discovered = False
+
+
+def register(cls: type[Algorithm]) -> type[Algorithm]:
+    """Class decorator that makes an algorithm available by its ``name``."""
+    if not dataclasses.is_dataclass(cls.Config) or not issubclass(cls.Config, AlgorithmConfig):
+        raise TypeError(f"{cls.__name__}.Config must be a dataclass derived from AlgorithmConfig")
+    existing = _ALGORITHMS.get(cls.name)
+    if existing is not None and existing.__qualname__ != cls.__qualname__:
+        raise ValueError(f"algorithm name '{cls.name}' is taken by {existing.__module__}.{existing.__qualname__}")
+    _ALGORITHMS[cls.name] = cls
+    return cls
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    package = importlib.import_module(ALGORITHMS_PACKAGE)
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{ALGORITHMS_PACKAGE}.{module.name}")
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        loaded = entry.load()
+        if isinstance(loaded, type) and issubclass(loaded, Algorithm):
+            register(loaded)
+
+
+def all_algorithms() -> dict[str, type[Algorithm]]:
+    _discover()
+    return dict(sorted(_ALGORITHMS.items()))
+
+
+def get_algorithm(name: str) -> type[Algorithm]:
+    algorithms = all_algorithms()
+    if name not in algorithms:
+        raise UnknownNameError("algorithm", name, algorithms)
+    return algorithms[name]
+
+
+def _coerce(owner: str, field: str, annotation: Any, value: Any) -> Any:
+    """Check ``value`` against a config field's annotation; convert lists to tuples."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{owner}: field '{field}': expected one of {list(args)}, found {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(owner, field, option, value)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{owner}: field '{field}': expected {annotation}, found {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{owner}: field '{field}': expected a list, found {value!r}")
+        item_type = args[0] if args else Any
+        return tuple(_coerce(owner, field, item_type, item) for item in value)
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{owner}: field '{field}': expected true or false, found {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{owner}: field '{field}': expected an integer, found {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{owner}: field '{field}': expected a number, found {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{owner}: field '{field}': expected a string, found {value!r}")
+        return value
+    raise ConfigError(f"{owner}: field '{field}' has an unsupported type {annotation}")
+
+
+def apply_overrides(config: AlgorithmConfig, overrides: Mapping[str, Any], owner: str) -> AlgorithmConfig:
+    """A copy of ``config`` with ``overrides`` applied after checking names and types."""
+    hints = typing.get_type_hints(type(config))
+    names = [f.name for f in dataclasses.fields(config)]
+    checked = {}
+    for key, value in overrides.items():
+        if key not in names:
+            raise UnknownNameError(f"config field of {owner}", key, names)
+        checked[key] = _coerce(owner, key, hints[key], value)
+    return dataclasses.replace(config, **checked)
+
+
+def parse_set_pairs(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["lr=3e-4", "hidden=[64, 64]"]`` -> ``{"lr": 0.0003, "hidden": [64, 64]}`` (values read as YAML)."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, found {pair!r}")
+        value = yaml.safe_load(text)
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
+            value = float(value)
+        parsed[key.strip()] = value
+    return parsed
+
+
+def load_yaml_overrides(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config fields, found {type(data).__name__}")
+    return data
+
+
+def resolve_config(
+    algorithm: type[Algorithm],
+    suite: str,
+    task: str,
+    quality: str,
+    user_overrides: Mapping[str, Any] | None = None,
+) -> AlgorithmConfig:
+    """Defaults, then the per-dataset table, then the user's overrides (YAML and ``--set``)."""
+    config = algorithm.Config()
+    instance = f"{suite}/{task}/{quality}"
+    for pattern, values in algorithm.dataset_overrides.items():
+        if fnmatch.fnmatchcase(instance, pattern):
+            config = apply_overrides(config, values, f"{algorithm.name} dataset table ({pattern})")
+    return apply_overrides(config, user_overrides or {}, algorithm.name)
+
+
+def variant_name(user_overrides: Mapping[str, Any]) -> str:
+    """``default`` without overrides, else a readable, path-safe summary of them."""
+    if not user_overrides:
+        return "default"
+    parts = [f"{key}={value}" for key, value in sorted(user_overrides.items())]
+    return re.sub(r"[^A-Za-z0-9_.,=+-]", "", ",".join(parts).replace(" ", ""))

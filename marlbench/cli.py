@@ -1,0 +1,224 @@
+"""The ``marlbench`` command."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+from marlbench.errors import ConfigError, MarlbenchError
+
+
+def _cmd_algos(args: argparse.Namespace) -> int:
+    from marlbench.algorithm import all_algorithms
+
+    for name, cls in all_algorithms().items():
+        print(f"{name:12s} {cls.title}")
+        print(f"{'':12s} actions: {', '.join(cls.action_types)}  ({cls.__module__})")
+        hints = typing.get_type_hints(cls.Config)
+        for f in dataclasses.fields(cls.Config):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            annotation = getattr(hints[f.name], "__name__", str(hints[f.name]))
+            print(f"{'':14s}{f.name} = {default!r}  ({annotation})")
+        if cls.dataset_overrides:
+            print(f"{'':12s} per-dataset overrides: {dict(cls.dataset_overrides)}")
+    return 0
+
+
+def _cmd_suites(args: argparse.Namespace) -> int:
+    from marlbench.envs.registry import all_suites
+
+    for name, suite in all_suites().items():
+        reason = suite.unavailable_reason()
+        print(f"{name}: {suite.description}")
+        print(f"  runs here: {'yes' if reason is None else 'no - ' + reason}")
+        print(f"  requirements: {suite.requirements}")
+        for task in suite.tasks().values():
+            spec = task.spec
+            actions = f"{spec.n_actions} discrete" if spec.discrete else f"{spec.action_dim}-d continuous"
+            dims = f"agents {spec.n_agents}, obs {spec.obs_dim}, state {spec.state_dim}"
+            print(f"  {task.name:10s} {dims}, actions {actions}")
+            print(f"  {'':10s} qualities: {', '.join(task.qualities)}  ({task.description})")
+    return 0
+
+
+def _resolve_dataset_path(args: argparse.Namespace) -> Path:
+    from marlbench.data.paths import dataset_root
+
+    if args.path is not None:
+        return Path(args.path)
+    if not (args.suite and args.task and args.quality):
+        raise ConfigError("give a dataset directory, or --suite, --task and --quality")
+    return dataset_root(args.suite, args.task, args.quality, args.data)
+
+
+def _cmd_data_generate(args: argparse.Namespace) -> int:
+    from marlbench.data.card import card, format_card
+    from marlbench.data.paths import dataset_root
+    from marlbench.envs.registry import get_suite
+
+    suite = get_suite(args.suite)
+    suite.check_quality(args.task, args.quality)
+    if not suite.can_generate(args.task, args.quality):
+        raise ConfigError(f"suite {args.suite} cannot generate {args.task}/{args.quality}")
+    root = dataset_root(args.suite, args.task, args.quality, args.data)
+    if (root / "meta.json").exists() and not args.overwrite:
+        raise ConfigError(f"{root} already holds a dataset; pass --overwrite to replace it")
+    dataset = suite.generate(
+        args.task, args.quality, root, seed=args.seed, episodes=args.episodes, overwrite=args.overwrite
+    )
+    print(format_card(card(dataset)))
+    return 0
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    from marlbench.data.card import card, format_card
+    from marlbench.data.store import Dataset
+
+    info = card(Dataset.open(_resolve_dataset_path(args)))
+    print(json.dumps(info, indent=2) if args.json else format_card(info))
+    return 0
+
+
+def _cmd_data_verify(args: argparse.Namespace) -> int:
+    from marlbench.data.store import Dataset
+
+    dataset = Dataset.open(_resolve_dataset_path(args))
+    dataset.verify()
+    stats = dataset.meta["statistics"]
+    print(
+        f"OK {dataset.root}: {len(dataset.meta['files'])} files match their sha256, shapes and dtypes; "
+        f"no NaN/inf; row invariants hold ({stats['episodes']} episodes, {stats['transitions']} transitions)"
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from marlbench.algorithm import load_yaml_overrides, parse_set_pairs
+    from marlbench.train import RunRequest, train
+
+    overrides = load_yaml_overrides(args.config) if args.config else {}
+    overrides.update(parse_set_pairs(args.set))
+    request = RunRequest(
+        algo=args.algo,
+        suite=args.suite,
+        task=args.task,
+        quality=args.quality,
+        seed=args.seed,
+        profile=args.profile,
+        overrides=overrides,
+        variant=args.variant,
+        results=args.results,
+        data=args.data,
+        dataset_path=args.dataset,
+        device=args.device,
+        overwrite=args.overwrite,
+        steps=args.steps,
+    )
+    outcome = train(request)
+    result = outcome.result
+    print(f"run directory: {outcome.run_dir}")
+    if result["status"] == "diverged":
+        print(f"status: diverged at step {result['diverged_step']} (a non-finite loss)")
+        return 1
+    final = result["final"]
+    line = f"final return: {final['return_mean']:.4f} ± {final['return_std']:.4f} over {final['episodes']} episodes"
+    if final.get("win_rate") is not None:
+        line += f", win rate {final['win_rate']:.3f}"
+    if final.get("expected_return") is not None:
+        line += f", expected return {final['expected_return']:.4f}"
+    print(line)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from marlbench.demo import default_workers, run_demo
+
+    report = run_demo(args.file, args.results, args.out, args.workers or default_workers(), args.data)
+    print(report.read_text())
+    print(f"written to {report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marlbench", description="Offline cooperative multi-agent RL benchmark")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("algos", help="registered algorithms, their action spaces and config fields").set_defaults(
+        handler=_cmd_algos
+    )
+    commands.add_parser("suites", help="suites, tasks, qualities and whether each runs here").set_defaults(
+        handler=_cmd_suites
+    )
+
+    data = commands.add_parser("data", help="generate, inspect and verify datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    generate = data_commands.add_parser("generate", help="generate a behaviour dataset")
+    generate.add_argument("--suite", required=True)
+    generate.add_argument("--task", required=True)
+    generate.add_argument("--quality", required=True)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--episodes", type=int, default=None, help="dataset size (default: the paper's)")
+    generate.add_argument("--data", type=Path, default=None, help="data directory (default: $MARLBENCH_DATA or data/)")
+    generate.add_argument("--overwrite", action="store_true")
+    generate.set_defaults(handler=_cmd_data_generate)
+    for name, handler, text in (
+        ("info", _cmd_data_info, "dataset card"),
+        ("verify", _cmd_data_verify, "check hashes, shapes, dtypes, NaN/inf and row invariants"),
+    ):
+        sub = data_commands.add_parser(name, help=text)
+        sub.add_argument("path", nargs="?", type=Path, help="dataset directory")
+        sub.add_argument("--suite")
+        sub.add_argument("--task")
+        sub.add_argument("--quality")
+        sub.add_argument("--data", type=Path, default=None)
+        if name == "info":
+            sub.add_argument("--json", action="store_true", help="print the card as JSON")
+        sub.set_defaults(handler=handler)
+
+    run = commands.add_parser("run", help="train and evaluate one algorithm on one dataset with one seed")
+    run.add_argument("--algo", required=True)
+    run.add_argument("--suite", required=True)
+    run.add_argument("--task", required=True)
+    run.add_argument("--quality", required=True)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--profile", default="standard", help="smoke, standard (default) or paper")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    run.add_argument("--config", type=Path, default=None, help="YAML file of config fields")
+    run.add_argument("--variant", default=None, help="name of this configuration (default: from the overrides)")
+    run.add_argument("--steps", type=int, default=None, help="override the profile's training steps")
+    run.add_argument("--results", type=Path, default=Path("results"))
+    run.add_argument("--data", type=Path, default=None, help="data directory (default: $MARLBENCH_DATA or data/)")
+    run.add_argument("--dataset", type=Path, default=None, help="an explicit dataset directory")
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--overwrite", action="store_true", help="replace a run directory holding another config")
+    run.set_defaults(handler=_cmd_run)
+
+    demo = commands.add_parser("demo", help="every registered algorithm on the matrix suite; writes reports/demo.md")
+    demo.add_argument("--file", type=Path, default=Path("benchmarks/matrix.yaml"))
+    demo.add_argument("--results", type=Path, default=Path("results"))
+    demo.add_argument("--out", type=Path, default=Path("reports/demo.md"))
+    demo.add_argument("--data", type=Path, default=None)
+    demo.add_argument("--workers", type=int, default=None, help="parallel runs (default: the number of cores)")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except MarlbenchError as error:
+        print(f"marlbench: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except FileExistsError as error:
+        print(f"marlbench: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

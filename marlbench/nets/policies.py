@@ -1,0 +1,138 @@
+"""Per-agent policies: masked categorical (discrete) and tanh-Gaussian (continuous)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Categorical, Normal
+
+from marlbench.nets.mlp import AgentMLP
+
+# Actions are pulled this far inside [-1, 1] before atanh, so bounds map to finite u.
+ATANH_EPS = 1e-6
+
+
+def masked_logits(logits: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+    """Set logits of unavailable actions to ``finfo.min`` so softmax gives them exactly 0.
+
+    ``avail`` is a bool (or 0/1) mask broadcastable to ``logits``; ``None`` means all available.
+    Raises ValueError when some row has no available action (softmax would be meaningless).
+    """
+    if avail is None:
+        return logits
+    avail = avail.to(torch.bool)
+    if not avail.any(dim=-1).all():
+        raise ValueError("masked_logits: some row has no available action")
+    return logits.masked_fill(~avail, torch.finfo(logits.dtype).min)
+
+
+class CategoricalPolicy(nn.Module):
+    """Per-agent categorical policy over ``n_actions`` with an availability mask.
+
+    ``obs [..., N, O]``, ``avail [..., N, nA]`` bool or None, ``actions [..., N]`` int64.
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        obs_dim: int,
+        n_actions: int,
+        hidden: Sequence[int] = (256, 256),
+        agent_id: bool = True,
+        shared: bool = True,
+    ):
+        super().__init__()
+        self.net = AgentMLP(n_agents, obs_dim, n_actions, hidden, agent_id, shared)
+
+    def logits(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        return masked_logits(self.net(obs), avail)
+
+    def distribution(self, obs: torch.Tensor, avail: torch.Tensor | None) -> Categorical:
+        return Categorical(logits=self.logits(obs, avail))
+
+    def log_prob(self, obs: torch.Tensor, avail: torch.Tensor | None, actions: torch.Tensor) -> torch.Tensor:
+        return self.distribution(obs, avail).log_prob(actions)
+
+    def probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        return torch.softmax(self.logits(obs, avail), dim=-1)
+
+    def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool) -> torch.Tensor:
+        """Argmax over available actions, or a sample; ``[..., N]`` int64."""
+        if deterministic:
+            return self.logits(obs, avail).argmax(dim=-1)
+        return self.distribution(obs, avail).sample()
+
+    def entropy(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        return self.distribution(obs, avail).entropy()
+
+
+class TanhGaussianPolicy(nn.Module):
+    """Per-agent Gaussian squashed by tanh and mapped affinely onto ``[action_low, action_high]``.
+
+    The clamps follow OMIGA's reference actor (ZhengYinan-AIR/OMIGA, networks/network.py):
+    pre-tanh mean to ``[-9, 9]`` and log std to ``[-5, 2]``; here both apply everywhere.
+    ``obs [..., N, O]``, actions ``[..., N, A]``.
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        agent_id: bool = True,
+        shared: bool = True,
+        action_low: float = -1.0,
+        action_high: float = 1.0,
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
+        mean_clamp: float = 9.0,
+    ):
+        super().__init__()
+        if not action_high > action_low:
+            raise ValueError(f"action_high ({action_high}) must exceed action_low ({action_low})")
+        self.net = AgentMLP(n_agents, obs_dim, 2 * action_dim, hidden, agent_id, shared)
+        self.action_dim = action_dim
+        self.loc = (action_high + action_low) / 2
+        self.scale = (action_high - action_low) / 2
+        self.log_std_min = log_std_min
+        self.log_std_max = log_std_max
+        self.mean_clamp = mean_clamp
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-tanh ``(mean, log_std)``, each ``[..., N, A]``, clamped."""
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        mean = mean.clamp(-self.mean_clamp, self.mean_clamp)
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        return mean, log_std
+
+    def _log_prob_pre_tanh(self, mean: torch.Tensor, log_std: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """log density of ``a = loc + scale * tanh(u)``, summed over A."""
+        # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)), stable for large |u|.
+        log_jac = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+        log_p = Normal(mean, log_std.exp()).log_prob(u) - log_jac - math.log(self.scale)
+        return log_p.sum(dim=-1)
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``[..., N]``; finite even for actions on the bounds (clipped inside before atanh)."""
+        mean, log_std = self(obs)
+        y = ((actions - self.loc) / self.scale).clamp(-1.0 + ATANH_EPS, 1.0 - ATANH_EPS)
+        return self._log_prob_pre_tanh(mean, log_std, torch.atanh(y))
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised ``(actions [..., N, A], log_prob [..., N])``."""
+        mean, log_std = self(obs)
+        u = Normal(mean, log_std.exp()).rsample()
+        actions = self.loc + self.scale * torch.tanh(u)
+        return actions, self._log_prob_pre_tanh(mean, log_std, u)
+
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """``tanh(mean)`` mapped to the box when deterministic, else a sample."""
+        if deterministic:
+            mean, _ = self(obs)
+            return self.loc + self.scale * torch.tanh(mean)
+        return self.sample(obs)[0]

@@ -1,0 +1,351 @@
+"""One run: seed, sample, update, evaluate, checkpoint, resume (DESIGN.md, "One run").
+
+A run writes ``<results>/<suite>/<task>/<quality>/<algo>/<variant>/seed<k>/``:
+
+- ``config.json``: everything that determines the run (algorithm config, profile, dataset);
+- ``metrics.jsonl``: one line per logging interval (``kind: train``, mean losses) and one
+  per evaluation (``kind: eval``);
+- ``checkpoint.pt``: networks, optimisers, sampler and RNG states, running loss sums;
+- ``result.json``: status (``completed`` or ``diverged``), the final score (the last
+  evaluation, taken with ``final_eval_episodes`` episodes) and the full config.
+
+Every file is replaced atomically. A rerun with the same config resumes from the last
+checkpoint and first drops metric lines written after it, so no step appears twice; a
+rerun with a different config refuses unless ``overwrite`` is set; a completed run is
+returned as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from marlbench import __version__
+from marlbench.algorithm import Algorithm, get_algorithm, resolve_config, variant_name
+from marlbench.data.paths import dataset_root
+from marlbench.data.sampler import Sampler
+from marlbench.data.store import Dataset, write_json_atomic
+from marlbench.envs.base import VecEnv
+from marlbench.envs.registry import get_suite
+from marlbench.errors import ConfigError, DatasetError
+from marlbench.evaluate import EvalResult, evaluate
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class RunRequest:
+    """What ``marlbench run`` asks for; ``overrides`` are the user's config fields."""
+
+    algo: str
+    suite: str
+    task: str
+    quality: str
+    seed: int
+    profile: str = "standard"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None
+    results: Path = Path("results")
+    data: Path | None = None
+    dataset_path: Path | None = None
+    device: str = "cpu"
+    overwrite: bool = False
+    steps: int | None = None
+    progress: bool | None = None
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    result: dict[str, Any]
+
+
+Callback = Callable[[int, Path], None]
+
+
+def run_directory(request: RunRequest) -> Path:
+    variant = request.variant or variant_name(request.overrides)
+    return (
+        Path(request.results)
+        / request.suite
+        / request.task
+        / request.quality
+        / request.algo
+        / variant
+        / f"seed{request.seed}"
+    )
+
+
+def open_or_generate_dataset(request: RunRequest) -> Dataset:
+    """Open the run's dataset; generate it first when the suite can do so in seconds."""
+    suite = get_suite(request.suite)
+    suite.check_quality(request.task, request.quality)
+    root = request.dataset_path or dataset_root(request.suite, request.task, request.quality, request.data)
+    if not (root / "meta.json").exists() and request.dataset_path is None and suite.generates_on_the_fly:
+        suite.generate(request.task, request.quality, root)
+    if not root.exists():
+        raise DatasetError(
+            root,
+            "dataset",
+            f"a dataset for {request.suite}/{request.task}/{request.quality}",
+            "no such directory",
+            f"create it with: marlbench data generate --suite {request.suite} --task {request.task} "
+            f"--quality {request.quality}",
+        )
+    dataset = Dataset.open(root)
+    identity = (dataset.meta["suite"], dataset.meta["task"], dataset.meta["quality"])
+    if identity != (request.suite, request.task, request.quality):
+        raise DatasetError(
+            root / "meta.json",
+            "suite/task/quality",
+            f"{request.suite}/{request.task}/{request.quality}",
+            "/".join(identity),
+        )
+    return dataset
+
+
+def _append_metrics(path: Path, record: Mapping[str, Any]) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Keep the metric lines up to ``last_step`` (a resumed run writes the rest again)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", math.inf) <= last_step:
+            kept.append(line)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def evaluation_seed(seed: int, step: int) -> int:
+    """Environment seed of the evaluation at ``step``: fixed by the run seed and the step."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
+class _Evaluator:
+    """Keeps one vectorised environment per episode count."""
+
+    def __init__(self, make_env: Callable[[int], VecEnv]):
+        self._make_env = make_env
+        self._envs: dict[int, VecEnv] = {}
+
+    def __call__(self, algorithm: Algorithm, episodes: int, seed: int) -> EvalResult:
+        if episodes not in self._envs:
+            self._envs[episodes] = self._make_env(episodes)
+        return evaluate(algorithm, self._envs[episodes], seed)
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+
+
+def train(
+    request: RunRequest,
+    on_evaluation: Callable[[int, dict[str, Any]], None] | None = None,
+    on_checkpoint: Callback | None = None,
+) -> RunOutcome:
+    """Train and evaluate one algorithm on one dataset with one seed (see module docstring)."""
+    algorithm_cls = get_algorithm(request.algo)
+    suite = get_suite(request.suite)
+    task = suite.task(request.task)
+    suite.check_quality(request.task, request.quality)
+    if task.spec.action_type not in algorithm_cls.action_types:
+        raise ConfigError(
+            f"{request.algo} supports {', '.join(algorithm_cls.action_types)} actions; "
+            f"{request.suite}/{request.task} has {task.spec.action_type} actions"
+        )
+    config = resolve_config(algorithm_cls, request.suite, request.task, request.quality, request.overrides)
+    profile = suite.profile(request.profile).with_overrides(steps=request.steps)
+    dataset = open_or_generate_dataset(request)
+    run_dir = run_directory(request)
+    run_config = {
+        "algo": request.algo,
+        "suite": request.suite,
+        "task": request.task,
+        "quality": request.quality,
+        "seed": request.seed,
+        "variant": run_dir.parent.name,
+        "profile": {"name": request.profile, **profile.to_dict()},
+        "algorithm_config": asdict(config),
+        "user_overrides": dict(request.overrides),
+        "dataset": {
+            "path": str(dataset.root),
+            "source": dataset.meta["source"],
+            "statistics": dataset.meta["statistics"],
+        },
+        "spec": task.spec.to_dict(),
+        "marlbench_version": __version__,
+    }
+    config_path = run_dir / CONFIG_FILE
+    if config_path.exists():
+        existing = json.loads(config_path.read_text())
+        if existing != json.loads(json.dumps(run_config)):
+            if not request.overwrite:
+                changed = sorted(k for k in run_config if existing.get(k) != json.loads(json.dumps(run_config))[k])
+                raise ConfigError(
+                    f"{run_dir} holds a run with another config (differs in: {', '.join(changed)}); "
+                    "pass --overwrite to replace it or --variant to keep both"
+                )
+            shutil.rmtree(run_dir)
+        elif (run_dir / RESULT_FILE).exists():
+            return RunOutcome(run_dir, json.loads((run_dir / RESULT_FILE).read_text()))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(config_path, run_config)
+    return _train_loop(
+        request, algorithm_cls, config, profile, dataset, run_dir, run_config, on_evaluation, on_checkpoint
+    )
+
+
+def _train_loop(
+    request: RunRequest,
+    algorithm_cls: type[Algorithm],
+    config: Any,
+    profile: Any,
+    dataset: Dataset,
+    run_dir: Path,
+    run_config: dict[str, Any],
+    on_evaluation: Callable[[int, dict[str, Any]], None] | None,
+    on_checkpoint: Callback | None,
+) -> RunOutcome:
+    suite = get_suite(request.suite)
+    device = torch.device(request.device)
+    torch.manual_seed(request.seed)
+    np.random.seed(request.seed % (2**32))
+    algorithm = algorithm_cls(dataset.spec, config, device)
+    sampler = Sampler(dataset, seed=request.seed, device=device)
+    metrics_path = run_dir / METRICS_FILE
+    checkpoint_path = run_dir / CHECKPOINT_FILE
+    start_step, elapsed = 0, 0.0
+    loss_sums: dict[str, float] = {}
+    loss_count = 0
+    last_eval: dict[str, Any] | None = None
+    if checkpoint_path.exists():
+        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        algorithm.load_state_dict(checkpoint["algorithm"])
+        sampler.load_state_dict(checkpoint["sampler"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        np.random.set_state(checkpoint["numpy_rng"])
+        start_step, elapsed = checkpoint["step"], checkpoint["elapsed"]
+        loss_sums, loss_count, last_eval = checkpoint["loss_sums"], checkpoint["loss_count"], checkpoint["last_eval"]
+    _truncate_metrics(metrics_path, start_step)
+    evaluator = _Evaluator(lambda n: suite.make_env(request.task, n))
+    show_progress = sys.stderr.isatty() if request.progress is None else request.progress
+    progress = _progress_bar(show_progress, profile.steps, start_step, run_dir)
+    batch_size = profile.batch_size or config.batch_size
+    started = time.monotonic() - elapsed
+    status, diverged_step = "completed", None
+    try:
+        for step in range(start_step + 1, profile.steps + 1):
+            losses = algorithm.update(sampler.sample(batch_size), step)
+            if not all(math.isfinite(v) for v in losses.values()):
+                status, diverged_step = "diverged", step
+                _append_metrics(metrics_path, {"step": step, "kind": "diverged", **_finite_or_text(losses)})
+                break
+            for key, value in losses.items():
+                loss_sums[key] = loss_sums.get(key, 0.0) + float(value)
+            loss_count += 1
+            if step % profile.log_every == 0:
+                means = {key: total / loss_count for key, total in loss_sums.items()}
+                _append_metrics(metrics_path, {"step": step, "kind": "train", **means})
+                loss_sums, loss_count = {}, 0
+            if step % profile.eval_every == 0 or step == profile.steps:
+                episodes = profile.final_eval_episodes if step == profile.steps else profile.eval_episodes
+                last_eval = evaluator(algorithm, episodes, evaluation_seed(request.seed, step)).to_dict()
+                _append_metrics(metrics_path, {"step": step, "kind": "eval", **last_eval})
+                if on_evaluation is not None:
+                    on_evaluation(step, last_eval)
+            if step % profile.checkpoint_every == 0 or step == profile.steps:
+                _save_checkpoint(
+                    checkpoint_path,
+                    {
+                        "step": step,
+                        "elapsed": time.monotonic() - started,
+                        "algorithm": algorithm.state_dict(),
+                        "sampler": sampler.state_dict(),
+                        "torch_rng": torch.get_rng_state(),
+                        "numpy_rng": np.random.get_state(),
+                        "loss_sums": loss_sums,
+                        "loss_count": loss_count,
+                        "last_eval": last_eval,
+                    },
+                )
+                if on_checkpoint is not None:
+                    on_checkpoint(step, run_dir)
+            progress.update(1)
+    finally:
+        progress.close()
+        evaluator.close()
+    result = {
+        "algo": request.algo,
+        "suite": request.suite,
+        "task": request.task,
+        "quality": request.quality,
+        "seed": request.seed,
+        "variant": run_config["variant"],
+        "profile": request.profile,
+        "steps": profile.steps if status == "completed" else diverged_step,
+        "status": status,
+        "diverged_step": diverged_step,
+        "final": last_eval if status == "completed" else None,
+        "wall_time_s": round(time.monotonic() - started, 3),
+        "config": run_config,
+    }
+    write_json_atomic(run_dir / RESULT_FILE, result)
+    return RunOutcome(run_dir, result)
+
+
+def _finite_or_text(losses: Mapping[str, float]) -> dict[str, float | str]:
+    return {key: float(value) if math.isfinite(value) else str(value) for key, value in losses.items()}
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(enabled: bool, total: int, initial: int, run_dir: Path) -> Any:
+    if not enabled:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=str(run_dir), unit="step", dynamic_ncols=True)
