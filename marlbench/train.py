@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ from marlbench import __version__
 from marlbench.algorithm import Algorithm, get_algorithm, resolve_config, variant_name
 from marlbench.data.paths import dataset_root
 from marlbench.data.sampler import Sampler
-from marlbench.data.store import Dataset, write_json_atomic
+from marlbench.data.store import Dataset, atomic_temp_file, write_json_atomic, write_text_atomic
 from marlbench.envs.base import VecEnv
 from marlbench.envs.registry import get_suite
 from marlbench.errors import ConfigError, DatasetError
@@ -137,20 +136,16 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
             continue
         if record.get("step", math.inf) <= last_step:
             kept.append(line)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = atomic_temp_file(path)
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -328,7 +323,7 @@ def _train_loop(
         "config": run_config,
     }
     write_json_atomic(run_dir / RESULT_FILE, result)
-    return RunOutcome(run_dir, result)
+    return RunOutcome(run_dir, json.loads(json.dumps(result)))
 
 
 def _finite_or_text(losses: Mapping[str, float]) -> dict[str, float | str]:

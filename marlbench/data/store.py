@@ -67,8 +67,12 @@ def validate_fields(fields: Mapping[str, np.ndarray], spec: EnvSpec, where: Path
     for name in layout:
         if name not in fields:
             raise DatasetError(where / f"{name}.npy", name, "the file to exist", "no such field")
-    rows = fields["reward"].shape[0] if fields["reward"].ndim == 1 else -1
-    episodes = fields["episode_start"].shape[0] if fields["episode_start"].ndim == 1 else -1
+    for name, symbol in (("reward", "R"), ("episode_start", "E")):
+        if fields[name].ndim != 1:
+            raise DatasetError(
+                where / f"{name}.npy", name, f"shape [{symbol}]", f"shape {_shape_text(fields[name].shape)}"
+            )
+    rows, episodes = fields["reward"].shape[0], fields["episode_start"].shape[0]
     sizes = {"R": rows, "E": episodes}
     for name, (symbolic, dtype) in layout.items():
         array = fields[name]
@@ -196,18 +200,35 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_temp_file(path: Path) -> Path:
+    """A temporary file beside ``path`` with ordinary permissions (mkstemp's are 0600),
+    so datasets and results stay readable by other users and workers on shared storage."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_current_umask())
+    return Path(tmp)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename, so readers never see half a file."""
+    tmp = atomic_temp_file(path)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False)
-            handle.write("\n")
+        tmp.write_text(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_dataset(
@@ -228,6 +249,7 @@ def write_dataset(
     validate_fields(fields, spec, root)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.writing-"))
+    os.chmod(staging, 0o777 & ~_current_umask())
     try:
         files: dict[str, dict[str, Any]] = {}
         for name in field_layout(spec):
@@ -253,7 +275,11 @@ def write_dataset(
         if root.exists():
             retired = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
             os.replace(root, retired / root.name)
-            os.replace(staging, root)
+            try:
+                os.replace(staging, root)
+            except BaseException:
+                os.replace(retired / root.name, root)
+                raise
             shutil.rmtree(retired)
         else:
             os.replace(staging, root)
@@ -282,6 +308,8 @@ class Dataset:
             meta = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise DatasetError(meta_path, "meta.json", "valid JSON", f"a parse error: {error}") from error
+        if not isinstance(meta, dict):
+            raise DatasetError(meta_path, "meta.json", "a JSON object", type(meta).__name__)
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
             raise DatasetError(meta_path, "format_version", FORMAT_VERSION, version)
@@ -290,7 +318,7 @@ class Dataset:
                 raise DatasetError(meta_path, key, "the key to be present", "no such key")
         try:
             spec = EnvSpec.from_dict(meta["spec"])
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, AttributeError) as error:
             raise DatasetError(meta_path, "spec", "a valid environment spec", meta["spec"], str(error)) from error
         fields: dict[str, np.ndarray] = {}
         for name in field_layout(spec):

@@ -1,0 +1,30 @@
+"""Shared fixtures: every test writes datasets and results under its own temporary directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from marlbench.train import RunRequest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MARLBENCH_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def make_request(tmp_path: Path):
+    def build(algo: str = "bc", task: str = "xor", quality: str = "aa-ab-ba", seed: int = 0, **kwargs) -> RunRequest:
+        kwargs.setdefault("results", tmp_path / "results")
+        kwargs.setdefault("data", tmp_path / "data")
+        kwargs.setdefault("progress", False)
+        return RunRequest(
+            algo=algo, suite=kwargs.pop("suite", "matrix"), task=task, quality=quality, seed=seed, **kwargs
+        )
+
+    return build
