@@ -233,4 +233,4 @@ def variant_name(user_overrides: Mapping[str, Any]) -> str:
     if not user_overrides:
         return "default"
     parts = [f"{key}={value}" for key, value in sorted(user_overrides.items())]
-    return re.sub(r"[^A-Za-z0-9_.,=+-]", "", ",".join(parts).replace(" ", ""))
+    return re.sub(r"[^A-Za-z0-9_.,=+\[\]-]", "", ",".join(parts).replace(" ", ""))

@@ -38,12 +38,23 @@ class UnknownNameError(MarlbenchError):
         self.kind = kind
         self.name = name
         self.choices = sorted(choices)
-        close = difflib.get_close_matches(name, self.choices, n=3, cutoff=0.5)
+        close = closest_names(name, self.choices)
         message = f"unknown {kind} '{name}'"
         if close:
             message += f"; did you mean {', '.join(repr(c) for c in close)}?"
         message += f" (known: {', '.join(self.choices) or 'none'})"
         super().__init__(message)
+
+
+def closest_names(name: str, choices: list[str], limit: int = 3) -> list[str]:
+    """Similar spellings, names containing ``name``, and names it abbreviates (lr -> learning_rate)."""
+
+    def initials(choice: str) -> str:
+        return "".join(part[:1] for part in choice.replace("-", "_").split("_"))
+
+    found = difflib.get_close_matches(name, choices, n=limit, cutoff=0.5)
+    found += [c for c in choices if name and (name in c or initials(c) == name) and c not in found]
+    return found[:limit]
 
 
 class ConfigError(MarlbenchError):

@@ -269,6 +269,21 @@ def test_corrupt_meta(dataset_dir: Path) -> None:
     assert_dataset_error(error, "meta.json", "meta.json", "valid JSON", "parse error")
 
 
+def test_two_dimensional_reward_names_reward(dataset_dir: Path) -> None:
+    reward = np.load(dataset_dir / "reward.npy")
+    rewrite(dataset_dir / "reward.npy", reward[:, None])
+    assert_dataset_error(open_error(dataset_dir), "reward", "reward.npy", "shape [R]", "shape [")
+
+
+def test_meta_that_is_not_an_object(dataset_dir: Path) -> None:
+    (dataset_dir / "meta.json").write_text("[]")
+    assert_dataset_error(open_error(dataset_dir), "meta.json", "meta.json", "a JSON object", "list")
+    (dataset_dir / "meta.json").write_text(
+        '{"format_version": 1, "suite": "s", "task": "t", "quality": "q", "spec": [1], "files": {}}'
+    )
+    assert open_error(dataset_dir).field == "spec"
+
+
 def test_verify_detects_flipped_byte(dataset_dir: Path) -> None:
     path = dataset_dir / "obs.npy"
     data = bytearray(path.read_bytes())
