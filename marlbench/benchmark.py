@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from marlbench.errors import ConfigError
+from marlbench.report.tables import METRIC_DESCRIPTIONS
 
 Instance = tuple[str, str, str]
 REQUIRED_KEYS = ("name", "profile", "metric", "algorithms", "seeds", "instances")
@@ -38,6 +39,10 @@ class Benchmark:
         for key in REQUIRED_KEYS:
             if key not in data:
                 raise ConfigError(f"{path}: field '{key}': expected it to be present, found nothing")
+        if data["metric"] not in METRIC_DESCRIPTIONS:
+            raise ConfigError(
+                f"{path}: field 'metric': expected one of {sorted(METRIC_DESCRIPTIONS)}, found {data['metric']!r}"
+            )
         instances = []
         for entry in data["instances"]:
             parts = str(entry).split("/")
