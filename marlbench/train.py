@@ -115,6 +115,19 @@ def open_or_generate_dataset(request: RunRequest) -> Dataset:
             f"{request.suite}/{request.task}/{request.quality}",
             "/".join(identity),
         )
+    env_options = dataset.meta.get("env_options", {})
+    probe = suite.make_env(request.task, 1, **env_options)
+    try:
+        if probe.spec != dataset.spec:
+            raise DatasetError(
+                root / "meta.json",
+                "spec",
+                f"the environment's {probe.spec} (env_options {env_options})",
+                dataset.spec,
+                "the dataset was recorded for another task or observation mode",
+            )
+    finally:
+        probe.close()
     return dataset
 
 
@@ -260,7 +273,8 @@ def _train_loop(
         start_step, elapsed = checkpoint["step"], checkpoint["elapsed"]
         loss_sums, loss_count, last_eval = checkpoint["loss_sums"], checkpoint["loss_count"], checkpoint["last_eval"]
     _truncate_metrics(metrics_path, start_step)
-    evaluator = _Evaluator(lambda n: suite.make_env(request.task, n))
+    env_options = dataset.meta.get("env_options", {})
+    evaluator = _Evaluator(lambda n: suite.make_env(request.task, n, **env_options))
     show_progress = sys.stderr.isatty() if request.progress is None else request.progress
     progress = _progress_bar(show_progress, profile.steps, start_step, run_dir)
     batch_size = profile.batch_size or config.batch_size

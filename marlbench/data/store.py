@@ -240,9 +240,13 @@ def write_dataset(
     task: str,
     quality: str,
     source: Mapping[str, Any],
+    env_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Dataset:
-    """Validate ``fields`` and write them as a dataset at ``root``, atomically."""
+    """Validate ``fields`` and write them as a dataset at ``root``, atomically.
+
+    ``env_options`` are what the suite's ``make_env`` needs to build the environment
+    the data came from (e.g. ``{"observation_mode": "paper"}``)."""
     root = Path(root)
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True (--overwrite) to replace it")
@@ -267,6 +271,7 @@ def write_dataset(
             "task": task,
             "quality": quality,
             "spec": spec.to_dict(),
+            "env_options": dict(env_options or {}),
             "source": dict(source),
             "statistics": dataset_statistics(fields),
             "files": files,

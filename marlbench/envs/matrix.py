@@ -25,6 +25,7 @@ from marlbench.data.store import Dataset, write_dataset
 from marlbench.envs.base import Observation, StepResult, VecEnv
 from marlbench.envs.bridge import BRIDGE_SPEC, BridgeEnv
 from marlbench.envs.registry import Suite, TaskInfo, register_suite
+from marlbench.errors import ConfigError
 from marlbench.profiles import Profile
 from marlbench.spec import EnvSpec
 
@@ -145,8 +146,10 @@ class MatrixSuite(Suite):
             "bridge": TaskInfo("bridge", BRIDGE_SPEC, ("optimal", "mixed"), "two agents cross a one-person bridge"),
         }
 
-    def make_env(self, task: str, n_envs: int) -> VecEnv:
+    def make_env(self, task: str, n_envs: int, **options: Any) -> VecEnv:
         self.task(task)
+        if options:
+            raise ConfigError(f"matrix/{task} takes no environment options, got {sorted(options)}")
         if task == "xor":
             return MatrixGameEnv(XOR_SPEC, XOR_PAYOFF, n_envs)
         if task == "mne":
@@ -166,6 +169,7 @@ class MatrixSuite(Suite):
         *,
         seed: int = 0,
         episodes: int | None = None,
+        budget: int | None = None,
         overwrite: bool = False,
     ) -> Dataset:
         self.check_quality(task, quality)

@@ -51,8 +51,11 @@ class Suite(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def make_env(self, task: str, n_envs: int) -> VecEnv:
-        """A vectorised environment of ``n_envs`` episodes."""
+    def make_env(self, task: str, n_envs: int, **options: Any) -> VecEnv:
+        """A vectorised environment of ``n_envs`` episodes.
+
+        ``options`` are the dataset's ``env_options`` (its ``meta.json``), e.g. the
+        observation mode, so evaluation sees what the data saw."""
 
     def can_generate(self, task: str, quality: str) -> bool:
         return False
@@ -65,9 +68,11 @@ class Suite(abc.ABC):
         *,
         seed: int = 0,
         episodes: int | None = None,
+        budget: int | None = None,
         overwrite: bool = False,
     ) -> Dataset:
-        """Write a behaviour dataset at ``root`` (``episodes`` overrides the default size)."""
+        """Write a behaviour dataset at ``root``; ``episodes`` overrides the default size and
+        ``budget`` bounds the online environment steps of behaviour-policy training."""
         raise NotImplementedError(f"suite {self.name} has no dataset generator for {task}/{quality}")
 
     def task(self, name: str) -> TaskInfo:
