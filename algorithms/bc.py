@@ -54,7 +54,7 @@ class BC(Algorithm):
         self.policy.to(device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
 
-    def update(self, batch: Batch, step: int) -> dict[str, float]:
+    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         if self.spec.discrete:
             log_prob = self.policy.log_prob(batch.obs, batch.avail, batch.actions)
         else:
@@ -64,7 +64,7 @@ class BC(Algorithm):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        return {"bc_loss": loss.item()}
+        return {"bc_loss": loss.detach()}
 
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
         if self.spec.discrete:

@@ -65,8 +65,9 @@ class Algorithm(abc.ABC):
         self.device = device
 
     @abc.abstractmethod
-    def update(self, batch: Batch, step: int) -> dict[str, float]:
-        """One training step on a minibatch; returns losses to log."""
+    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor | float]:
+        """One training step on a minibatch; returns losses to log as detached 0-d
+        tensors (no host sync on the hot path) or floats."""
 
     @abc.abstractmethod
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:

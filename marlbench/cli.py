@@ -69,7 +69,55 @@ def _cmd_data_generate(args: argparse.Namespace) -> int:
     if (root / "meta.json").exists() and not args.overwrite:
         raise ConfigError(f"{root} already holds a dataset; pass --overwrite to replace it")
     dataset = suite.generate(
-        args.task, args.quality, root, seed=args.seed, episodes=args.episodes, overwrite=args.overwrite
+        args.task,
+        args.quality,
+        root,
+        seed=args.seed,
+        episodes=args.episodes,
+        budget=args.budget,
+        overwrite=args.overwrite,
+    )
+    print(format_card(card(dataset)))
+    return 0
+
+
+def _cmd_data_import(args: argparse.Namespace) -> int:
+    from marlbench.data.card import card, format_card
+    from marlbench.data.importers import import_dataset
+    from marlbench.data.paths import dataset_root
+    from marlbench.envs.registry import get_suite
+
+    get_suite(args.suite).check_quality(args.task, args.quality)
+    root = dataset_root(args.suite, args.task, args.quality, args.data)
+    dataset = import_dataset(
+        args.format,
+        args.path,
+        root,
+        suite=args.suite,
+        task=args.task,
+        quality=args.quality,
+        overwrite=args.overwrite,
+        clip_actions=args.clip_actions,
+    )
+    print(format_card(card(dataset)))
+    return 0
+
+
+def _cmd_data_download(args: argparse.Namespace) -> int:
+    from marlbench.data.card import card, format_card
+    from marlbench.data.download import download_and_import
+    from marlbench.data.paths import data_dir
+    from marlbench.envs.registry import get_suite
+
+    get_suite(args.suite).check_quality(args.task, args.quality)
+    dataset = download_and_import(
+        args.suite,
+        args.task,
+        args.quality,
+        data_dir=data_dir(args.data),
+        cache_dir=args.cache,
+        base_url=args.base_url,
+        overwrite=args.overwrite,
     )
     print(format_card(card(dataset)))
     return 0
@@ -163,9 +211,33 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--quality", required=True)
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--episodes", type=int, default=None, help="dataset size (default: the paper's)")
+    generate.add_argument("--budget", type=int, default=None, help="online env steps for the behaviour policy")
     generate.add_argument("--data", type=Path, default=None, help="data directory (default: $MARLBENCH_DATA or data/)")
     generate.add_argument("--overwrite", action="store_true")
     generate.set_defaults(handler=_cmd_data_generate)
+    importer = data_commands.add_parser("import", help="convert a dataset file of the papers into the store format")
+    importer.add_argument("format", help="omiga-hdf5, comadice-npz or omar-npy")
+    importer.add_argument("path", type=Path, help="the file (or, for omar-npy, the seed_<k>_data folder)")
+    importer.add_argument("--suite", required=True)
+    importer.add_argument("--task", required=True)
+    importer.add_argument("--quality", required=True)
+    importer.add_argument("--data", type=Path, default=None, help="data directory (default: $MARLBENCH_DATA or data/)")
+    importer.add_argument("--overwrite", action="store_true")
+    importer.add_argument(
+        "--clip-actions", action="store_true", help="clip actions outside [-1, 1] instead of refusing"
+    )
+    importer.set_defaults(handler=_cmd_data_import)
+    download = data_commands.add_parser("download", help="download the papers' dataset file, verify it and import it")
+    download.add_argument("--suite", required=True)
+    download.add_argument("--task", required=True)
+    download.add_argument("--quality", required=True)
+    download.add_argument("--data", type=Path, default=None, help="data directory (default: $MARLBENCH_DATA or data/)")
+    download.add_argument(
+        "--cache", type=Path, default=None, help="where downloads are kept (default: <data>/_downloads)"
+    )
+    download.add_argument("--base-url", default=None, help="a mirror serving the same file names")
+    download.add_argument("--overwrite", action="store_true")
+    download.set_defaults(handler=_cmd_data_download)
     for name, handler, text in (
         ("info", _cmd_data_info, "dataset card"),
         ("verify", _cmd_data_verify, "check hashes, shapes, dtypes, NaN/inf and row invariants"),

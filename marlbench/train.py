@@ -278,20 +278,24 @@ def _train_loop(
     show_progress = sys.stderr.isatty() if request.progress is None else request.progress
     progress = _progress_bar(show_progress, profile.steps, start_step, run_dir)
     batch_size = profile.batch_size or config.batch_size
+    # Losses may be 0-d tensors. On the CPU reading them costs nothing, so a non-finite
+    # loss is caught at its step; on an accelerator they are read only when logging.
+    check_every_step = device.type == "cpu"
     started = time.monotonic() - elapsed
     status, diverged_step = "completed", None
     try:
         for step in range(start_step + 1, profile.steps + 1):
             losses = algorithm.update(sampler.sample(batch_size), step)
-            if not all(math.isfinite(v) for v in losses.values()):
+            for key, value in losses.items():
+                loss_sums[key] = loss_sums.get(key, 0.0) + value
+            loss_count += 1
+            logging = step % profile.log_every == 0
+            if (check_every_step or logging) and not all(math.isfinite(float(v)) for v in loss_sums.values()):
                 status, diverged_step = "diverged", step
                 _append_metrics(metrics_path, {"step": step, "kind": "diverged", **_finite_or_text(losses)})
                 break
-            for key, value in losses.items():
-                loss_sums[key] = loss_sums.get(key, 0.0) + float(value)
-            loss_count += 1
-            if step % profile.log_every == 0:
-                means = {key: total / loss_count for key, total in loss_sums.items()}
+            if logging:
+                means = {key: float(total) / loss_count for key, total in loss_sums.items()}
                 _append_metrics(metrics_path, {"step": step, "kind": "train", **means})
                 loss_sums, loss_count = {}, 0
             if step % profile.eval_every == 0 or step == profile.steps:
@@ -310,7 +314,7 @@ def _train_loop(
                         "sampler": sampler.state_dict(),
                         "torch_rng": torch.get_rng_state(),
                         "numpy_rng": np.random.get_state(),
-                        "loss_sums": loss_sums,
+                        "loss_sums": {key: float(total) for key, total in loss_sums.items()},
                         "loss_count": loss_count,
                         "last_eval": last_eval,
                     },
@@ -340,8 +344,9 @@ def _train_loop(
     return RunOutcome(run_dir, json.loads(json.dumps(result)))
 
 
-def _finite_or_text(losses: Mapping[str, float]) -> dict[str, float | str]:
-    return {key: float(value) if math.isfinite(value) else str(value) for key, value in losses.items()}
+def _finite_or_text(losses: Mapping[str, Any]) -> dict[str, float | str]:
+    values = {key: float(value) for key, value in losses.items()}
+    return {key: value if math.isfinite(value) else str(value) for key, value in values.items()}
 
 
 class _NoProgress:
