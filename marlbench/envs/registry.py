@@ -20,7 +20,7 @@ from marlbench.errors import UnknownNameError
 from marlbench.profiles import PROFILE_NAMES, Profile
 from marlbench.spec import EnvSpec
 
-BUILTIN_SUITE_MODULES = ("marlbench.envs.matrix",)
+BUILTIN_SUITE_MODULES = ("marlbench.envs.matrix", "marlbench.envs.mamujoco")
 ENTRY_POINT_GROUP = "marlbench.suites"
 
 
