@@ -15,7 +15,7 @@ import torch
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
-from marlbench.nets import CategoricalPolicy, TanhGaussianPolicy
+from marlbench.nets import DecentralisedPolicy
 from marlbench.spec import EnvSpec
 
 
@@ -36,30 +36,11 @@ class BC(Algorithm):
 
     def __init__(self, spec: EnvSpec, config: BCConfig, device: torch.device):
         super().__init__(spec, config, device)
-        self.policy: CategoricalPolicy | TanhGaussianPolicy
-        if spec.discrete:
-            self.policy = CategoricalPolicy(
-                spec.n_agents, spec.obs_dim, spec.n_actions, config.hidden, shared=config.shared_parameters
-            )
-        else:
-            self.policy = TanhGaussianPolicy(
-                spec.n_agents,
-                spec.obs_dim,
-                spec.action_dim,
-                config.hidden,
-                shared=config.shared_parameters,
-                action_low=spec.action_low,
-                action_high=spec.action_high,
-            )
-        self.policy.to(device)
+        self.policy = DecentralisedPolicy(spec, config.hidden, shared=config.shared_parameters).to(device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
 
     def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        if self.spec.discrete:
-            log_prob = self.policy.log_prob(batch.obs, batch.avail, batch.actions)
-        else:
-            log_prob = self.policy.log_prob(batch.obs, batch.actions)
-        loss = -log_prob.mean()
+        loss = -self.policy.log_prob(batch.obs, batch.avail, batch.actions).mean()
         self.optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
@@ -67,11 +48,7 @@ class BC(Algorithm):
         return {"bc_loss": loss.detach()}
 
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
-        if self.spec.discrete:
-            return self.policy.act(obs, avail, deterministic)
-        return self.policy.act(obs, deterministic)
+        return self.policy.act(obs, avail, deterministic)
 
     def action_probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-        if not self.spec.discrete:
-            return super().action_probs(obs, avail)
         return self.policy.probs(obs, avail)

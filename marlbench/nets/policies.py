@@ -11,6 +11,7 @@ from torch import nn
 from torch.distributions import Categorical, Normal
 
 from marlbench.nets.mlp import AgentMLP
+from marlbench.spec import EnvSpec
 
 # Actions are pulled this far inside [-1, 1] before atanh, so bounds map to finite u.
 ATANH_EPS = 1e-6
@@ -136,3 +137,41 @@ class TanhGaussianPolicy(nn.Module):
             mean, _ = self(obs)
             return self.loc + self.scale * torch.tanh(mean)
         return self.sample(obs)[0]
+
+
+class DecentralisedPolicy(nn.Module):
+    """Each agent's policy over its own observation (and id): a masked categorical policy
+    on discrete tasks, a tanh-Gaussian policy on continuous ones, behind one interface."""
+
+    def __init__(self, spec: EnvSpec, hidden: Sequence[int] = (256, 256), shared: bool = True):
+        super().__init__()
+        self.discrete = spec.discrete
+        self.net: CategoricalPolicy | TanhGaussianPolicy
+        if spec.discrete:
+            self.net = CategoricalPolicy(spec.n_agents, spec.obs_dim, spec.n_actions, hidden, shared=shared)
+        else:
+            self.net = TanhGaussianPolicy(
+                spec.n_agents,
+                spec.obs_dim,
+                spec.action_dim,
+                hidden,
+                shared=shared,
+                action_low=spec.action_low,
+                action_high=spec.action_high,
+            )
+
+    def log_prob(self, obs: torch.Tensor, avail: torch.Tensor | None, actions: torch.Tensor) -> torch.Tensor:
+        """``log pi_i(a_i | o_i)`` per agent, ``[..., N]``."""
+        if self.discrete:
+            return self.net.log_prob(obs, avail, actions)
+        return self.net.log_prob(obs, actions)
+
+    def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool) -> torch.Tensor:
+        if self.discrete:
+            return self.net.act(obs, avail, deterministic)
+        return self.net.act(obs, deterministic)
+
+    def probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        if not self.discrete:
+            raise NotImplementedError("a continuous policy has no action probabilities")
+        return self.net.probs(obs, avail)
