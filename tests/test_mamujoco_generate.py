@@ -220,3 +220,27 @@ def test_bad_requests_fail_before_any_work(tmp_path: Path):
     with pytest.raises(FileExistsError):
         gen.generate_mamujoco_dataset(TASK, "expert", tmp_path / "taken", budget=BUDGET)
     assert not (tmp_path / "_behaviour").exists()
+
+
+def test_bc_runs_end_to_end_on_a_generated_dataset(generated, tmp_path):
+    """`marlbench run --algo bc --suite mamujoco` on generated data: trains, evaluates in the real
+    environment (paper observation mode from the dataset's env_options), writes a result."""
+    from marlbench.train import RunRequest, train
+
+    request = RunRequest(
+        algo="bc",
+        suite="mamujoco",
+        task="hopper",
+        quality="medium-replay",
+        seed=0,
+        profile="smoke",
+        data=generated["data"].parent.parent,
+        results=tmp_path / "results",
+        progress=False,
+    )
+    result = train(request).result
+    assert result["status"] == "completed"
+    assert result["config"]["dataset"]["path"] == str(generated["data"] / "medium-replay")
+    final = result["final"]
+    assert final["episodes"] == 2 and np.isfinite(final["return_mean"]) and final["win_rate"] is None
+    assert "expected_return" not in final
