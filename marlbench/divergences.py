@@ -17,8 +17,9 @@ whose maximiser is ``w*(y) = max(0, (f')^{-1}(y))`` (Proposition 4.1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 

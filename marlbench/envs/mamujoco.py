@@ -667,9 +667,6 @@ class MaMuJoCoSuite(Suite):
             )
         return MaMuJoCoEnv(task, n_envs, **options)
 
-    def can_generate(self, task: str, quality: str) -> bool:
-        return quality in self.task(task).qualities
-
     def generate(
         self,
         task: str,

@@ -158,9 +158,6 @@ class MatrixSuite(Suite):
             return BanditEnv(n_envs)
         return BridgeEnv(n_envs)
 
-    def can_generate(self, task: str, quality: str) -> bool:
-        return quality in self.task(task).qualities
-
     def generate(
         self,
         task: str,

@@ -58,7 +58,8 @@ class Suite(abc.ABC):
         observation mode, so evaluation sees what the data saw."""
 
     def can_generate(self, task: str, quality: str) -> bool:
-        return False
+        """By default: every listed quality of a suite that implements ``generate``."""
+        return type(self).generate is not Suite.generate and quality in self.task(task).qualities
 
     def generate(
         self,
