@@ -11,10 +11,12 @@ import torch
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("gymnasium_robotics")
 
+from marlbench.algorithm import all_algorithms  # noqa: E402
 from marlbench.data.generators import mamujoco as gen  # noqa: E402
 from marlbench.data.store import Dataset  # noqa: E402
 from marlbench.envs.mamujoco_tasks import QUALITIES, TASKS, paper_observations  # noqa: E402
 from marlbench.errors import ConfigError  # noqa: E402
+from marlbench.train import RunRequest, train  # noqa: E402
 
 BUDGET = 1500
 EPISODES = 3
@@ -222,18 +224,21 @@ def test_bad_requests_fail_before_any_work(tmp_path: Path):
     assert not (tmp_path / "_behaviour").exists()
 
 
-def test_bc_runs_end_to_end_on_a_generated_dataset(generated, tmp_path):
-    """`marlbench run --algo bc --suite mamujoco` on generated data: trains, evaluates in the real
-    environment (paper observation mode from the dataset's env_options), writes a result."""
-    from marlbench.train import RunRequest, train
+CONTINUOUS_ALGORITHMS = sorted(name for name, cls in all_algorithms().items() if "continuous" in cls.action_types)
 
+
+@pytest.mark.parametrize("algo", CONTINUOUS_ALGORITHMS)
+def test_algorithm_runs_end_to_end_on_a_generated_dataset(generated, tmp_path, algo):
+    """`marlbench run --algo ALGO --suite mamujoco` on generated data: trains, evaluates in the real
+    environment (paper observation mode from the dataset's env_options), writes a result."""
     request = RunRequest(
-        algo="bc",
+        algo=algo,
         suite="mamujoco",
         task="hopper",
         quality="medium-replay",
         seed=0,
         profile="smoke",
+        steps=60,
         data=generated["data"].parent.parent,
         results=tmp_path / "results",
         progress=False,
