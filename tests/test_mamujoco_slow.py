@@ -18,6 +18,7 @@ BUDGET = int(os.environ.get("MARLBENCH_SLOW_BUDGET", "20000"))
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(10800)
 def test_bc_recovers_the_expert_return_on_hopper(tmp_path):
     root = tmp_path / "data" / "mamujoco" / "hopper" / "expert"
     get_suite("mamujoco").generate("hopper", "expert", root, seed=0, budget=BUDGET, episodes=100)
