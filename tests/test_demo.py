@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from marlbench.benchmark import Benchmark
 from marlbench.algorithm import all_algorithms, get_algorithm
+from marlbench.benchmark import Benchmark
 from marlbench.demo import plan_runs, run_demo
 from marlbench.envs.registry import get_suite
 
