@@ -1,0 +1,294 @@
+"""OMIGA: offline multi-agent RL with implicit global-to-local value regularization.
+
+Wang, Xu, Zheng, Zhan, NeurIPS 2023 (paper: /work/shared/papers/omiga.md; official code
+ZhengYinan-AIR/OMIGA, facts in REFERENCE.md, "Reference implementations").
+
+A reverse-KL behaviour regulariser on the *global* policy, with Q_tot and V_tot decomposed
+by the same non-negative weights (Eq. 8)
+
+    Q_tot(o, a) = sum_i w_i(s) Q_i(o_i, a_i) + b(s),    V_tot(o) = sum_i w_i(s) V_i(o_i) + b(s),
+
+turns into implicit *local* regularisers; three in-sample regressions, one per update:
+
+- Eq. 12, local state values:
+  ``min_V E_D[ exp(w_i (Q_i - V_i) / alpha) + w_i V_i / alpha ]`` (its minimiser satisfies the
+  self-normalisation Eq. 10, so V_i is a soft maximum of Q_i over the behaviour policy);
+- Eq. 13, local Q-values and the mixer:
+  ``min_{Q, w, b} E_D[ (r + gamma V_tot(o') - Q_tot(o, a))^2 ]``;
+- Eq. 14, local policies (KL projection onto pi_i* of Eq. 9, as in AWR):
+  ``max_pi E_D[ exp(w_i (Q_i - V_i) / alpha) log pi_i(a_i | o_i) ]``.
+
+Discrete actions: Q_i is a head over the actions, gathered at a_i; pi_i is a masked
+categorical (unavailable actions get probability 0). Continuous actions: Q_i takes
+[o_i, a_i]; pi_i is a tanh-Gaussian. ``act`` is the argmax / tanh(mean) when deterministic.
+
+Settings taken from the paper: alpha 10, except HalfCheetah medium (alpha 1), 6h_vs_8z poor
+(alpha 2) and 2c_vs_64zg (all learning rates 1e-4) (Appendix C.3, in ``dataset_overrides``;
+the SMAC entries match any suite that names its tasks by SMAC map); Adam, learning rate 5e-4
+for Q (with the mixer), V and pi; tau 0.005; batch 128; gamma 0.99; 256-256 ReLU MLPs for
+Q_i, V_i, pi_i and a 64-unit mixer (Appendix C.1, Tables 5-6).
+
+Where the paper is silent we use the reference code's setting (REFERENCE.md):
+
+- one network per role shared by all agents with a one-hot agent id; mixer ``w = |W h|``,
+  ``b`` linear, ``h = relu(W_1 s)`` on the global state (``marlbench.nets.LinearMixer``);
+- target networks: Algorithm 1 names a target Q-bar_i but not where it is used. As in the
+  reference, Eq. 12 and Eq. 14 use Q-bar_i and the target mixer's w-bar_i, and the bootstrap
+  V_tot(o') of Eq. 13 uses target copies of V and of the mixer (``(1 - terminal)`` masks it);
+  all targets are Polyak-averaged with tau after every step;
+- the exponent ``z_i = w-bar_i (Q-bar_i - V_i) / alpha`` of Eq. 12 is evaluated as
+  ``exp(z - m) + exp(-m) w-bar V / alpha`` with ``m = max(max z, -1)`` (a detached
+  constant): a rescaling of Eq. 12 that cannot overflow and keeps its minimiser;
+- the policy weight of Eq. 14 is ``exp(clip(z, -10, 10))`` (``weight_clip``);
+- gradient norm clipping at 1.0, separately for the Q+mixer, V and pi parameters;
+- tanh-Gaussian clamps: pre-tanh mean to [-9, 9], log std to [-5, 2].
+
+Departures from the reference code (its bugs are not reproduced):
+
+- the reference hard-codes alpha = 10 and so never applies the paper's per-dataset alpha;
+- the reference clamps z to [-10, 10] *inside* the V objective too. Where z > 10 that drops
+  the exponential term's gradient and leaves only the linear term, which pushes V_i further
+  down (the wrong way); here Eq. 12 is used unclamped (the max-shift already prevents
+  overflow) and the clip applies to the policy weight only;
+- the reference is continuous-only; the discrete variant follows the same equations.
+
+Implementation: the three losses touch disjoint parameters (targets and weights are
+detached), so their sum is back-propagated once and one Adam with three parameter groups
+(one per learning rate) takes the step; that equals the reference's three optimisers with
+per-network clipping. Target updates are one fused lerp.
+
+On penalty XOR a linear decomposition fits Q_i(B) - Q_i(A) = +1 on {AA, AB, BA} and -1 on
+all four joint actions, and with alpha = 10 the policy stays close to the behaviour:
+pi_i(B) = mu_i(B) e^{+-0.1} / Z, so the expected returns are about 0, 0.21 and 0.05 on
+{AB, BA}, {AA, AB, BA} and all four (InSPO Table 1 reports 0.00, 0.21, 0.05).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from marlbench.algorithm import Algorithm, AlgorithmConfig, register
+from marlbench.data.sampler import Batch
+from marlbench.nets import AgentMLP, CategoricalPolicy, LinearMixer, TanhGaussianPolicy
+from marlbench.nets.policies import ATANH_EPS
+from marlbench.spec import EnvSpec
+
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+@dataclass
+class OMIGAConfig(AlgorithmConfig):
+    batch_size: int = 128
+    alpha: float = 10.0
+    gamma: float = 0.99
+    tau: float = 0.005
+    q_learning_rate: float = 5e-4  # Q_i and the mixer w, b (Eq. 13)
+    v_learning_rate: float = 5e-4
+    policy_learning_rate: float = 5e-4
+    hidden: tuple[int, ...] = (256, 256)
+    mixer_hidden: int = 64
+    shared_parameters: bool = True
+    grad_clip: float = 1.0
+    weight_clip: float = 10.0  # |z| bound inside the policy weight exp(z) of Eq. 14
+
+
+@register
+class OMIGA(Algorithm):
+    name = "omiga"
+    title = "OMIGA: Offline Multi-Agent RL with Implicit Global-to-Local Value Regularization (Wang et al., 2023)"
+    Config = OMIGAConfig
+    dataset_overrides = {
+        "mamujoco/halfcheetah/medium": {"alpha": 1.0},
+        "*/6h_vs_8z/poor": {"alpha": 2.0},
+        "*/2c_vs_64zg/*": {"q_learning_rate": 1e-4, "v_learning_rate": 1e-4, "policy_learning_rate": 1e-4},
+    }
+
+    def __init__(self, spec: EnvSpec, config: OMIGAConfig, device: torch.device):
+        super().__init__(spec, config, device)
+        n, hidden, shared = spec.n_agents, config.hidden, config.shared_parameters
+        self.policy: CategoricalPolicy | TanhGaussianPolicy
+        if spec.discrete:
+            assert spec.n_actions is not None
+            self.q_net = AgentMLP(n, spec.obs_dim, spec.n_actions, hidden, shared=shared)
+            self.policy = CategoricalPolicy(n, spec.obs_dim, spec.n_actions, hidden, shared=shared)
+        else:
+            assert spec.action_dim is not None
+            self.q_net = AgentMLP(n, spec.obs_dim + spec.action_dim, 1, hidden, shared=shared)
+            self.policy = TanhGaussianPolicy(
+                n,
+                spec.obs_dim,
+                spec.action_dim,
+                hidden,
+                shared=shared,
+                action_low=spec.action_low,
+                action_high=spec.action_high,
+            )
+        self.v_net = AgentMLP(n, spec.obs_dim, 1, hidden, shared=shared)
+        self.mixer = LinearMixer(n, spec.state_dim, config.mixer_hidden)
+        for module in (self.q_net, self.policy, self.v_net, self.mixer):
+            module.to(device)
+        self.q_target = self._frozen_copy(self.q_net)
+        self.v_target = self._frozen_copy(self.v_net)
+        self.mixer_target = self._frozen_copy(self.mixer)
+
+        # One Adam (fused kernel) with a parameter group per learning rate of Table 5; Adam is
+        # per-parameter, so this equals the reference's three optimisers.
+        self._groups = [
+            list(self.q_net.parameters()) + list(self.mixer.parameters()),
+            list(self.v_net.parameters()),
+            list(self.policy.parameters()),
+        ]
+        rates = (config.q_learning_rate, config.v_learning_rate, config.policy_learning_rate)
+        self.optimizer = torch.optim.Adam(
+            [{"params": params, "lr": lr} for params, lr in zip(self._groups, rates, strict=True)], fused=True
+        )
+        self._online_trained = [p for params in self._groups for p in params]
+        self._group_index = torch.tensor(
+            [g for g, params in enumerate(self._groups) for _ in params], dtype=torch.long, device=device
+        )
+        self._eye = torch.eye(spec.n_agents, device=device)
+        online = (self.q_net, self.v_net, self.mixer)
+        targets = (self.q_target, self.v_target, self.mixer_target)
+        self._online_params = [p for m in online for p in m.parameters()]
+        self._target_params = [p for m in targets for p in m.parameters()]
+
+    @staticmethod
+    def _frozen_copy(module: ModuleT) -> ModuleT:
+        target = copy.deepcopy(module)
+        target.requires_grad_(False)
+        return target
+
+    # The hot path calls the layers of AgentMLP / LinearMixer functionally: the same
+    # parameters and the same arithmetic as their forward(), without per-module call
+    # overhead, with in-place ReLUs, and with each network input built once per update.
+
+    def _with_ids(self, *parts: torch.Tensor) -> torch.Tensor:
+        """``[B, N, *]`` pieces and the one-hot agent id concatenated and flattened to ``[B * N, in]``."""
+        ids = self._eye.expand(*parts[0].shape[:-1], self.spec.n_agents)
+        x = torch.cat([*parts, ids], dim=-1)
+        return x.view(-1, x.shape[-1])
+
+    def _mlp(self, net: AgentMLP, x: torch.Tensor) -> torch.Tensor:
+        """``net`` on an input from :meth:`_with_ids`: ``[B * N, in] -> [B, N, out]``."""
+        n_agents = self.spec.n_agents
+        for layer in net.net:
+            if isinstance(layer, nn.Linear):
+                x = F.linear(x, layer.weight, layer.bias)
+            elif isinstance(layer, nn.ReLU):
+                x = x.relu_()
+            else:  # AgentLinear (shared_parameters=False)
+                x = layer(x.view(-1, n_agents, x.shape[-1])).flatten(0, 1)
+        return x.view(-1, n_agents, x.shape[-1])
+
+    @staticmethod
+    def _mixer_parts(mixer: LinearMixer, state: torch.Tensor, bias: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w(s) [B, N], b(s) [B])`` of Eq. 8 (``LinearMixer.weights`` / ``.bias``)."""
+        body = mixer.body[0]
+        assert isinstance(body, nn.Linear)
+        h = F.linear(state, body.weight, body.bias).relu_()
+        w = F.linear(h, mixer.weight_head.weight, mixer.weight_head.bias).abs()
+        return w, F.linear(h, mixer.bias_head.weight, mixer.bias_head.bias).squeeze(-1)
+
+    def _q_taken(self, net: AgentMLP, q_input: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_i(o_i, a_i) of the dataset actions, ``[B, N]``."""
+        out = self._mlp(net, q_input)
+        if self.spec.discrete:
+            return out.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        return out.squeeze(-1)
+
+    def _log_prob(self, obs_input: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """log pi_i(a_i | o_i) of the dataset actions, ``[B, N]``; no host syncs."""
+        out = self._mlp(self.policy.net, obs_input)
+        if self.spec.discrete:
+            if batch.avail is not None:  # as masked_logits, without its all-rows check
+                out = out.masked_fill(~batch.avail.bool(), torch.finfo(out.dtype).min)
+            return out.log_softmax(-1).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        # TanhGaussianPolicy.log_prob (same clamps) without torch.distributions' checks.
+        policy = self.policy
+        assert isinstance(policy, TanhGaussianPolicy)
+        mean, log_std = out.chunk(2, dim=-1)
+        mean = mean.clamp(-policy.mean_clamp, policy.mean_clamp)
+        log_std = log_std.clamp(policy.log_std_min, policy.log_std_max)
+        with torch.no_grad():
+            y = ((batch.actions - policy.loc) / policy.scale).clamp(-1.0 + ATANH_EPS, 1.0 - ATANH_EPS)
+            u = torch.atanh(y)
+            # Gaussian normaliser and tanh/affine Jacobian: functions of the data only;
+            # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)) as in the policy.
+            log_jac = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+            constant = (HALF_LOG_2PI + math.log(policy.scale) + log_jac).sum(-1)
+        log_density = -0.5 * ((u - mean) * torch.exp(-log_std)).square() - log_std
+        return log_density.sum(-1) - constant
+
+    def _clip_grad_norms(self) -> None:
+        """``clip_grad_norm_(group, grad_clip)`` for each group at once: grads *= min(1, c / (norm + 1e-6))."""
+        grads = [p.grad for p in self._online_trained]
+        norms = torch.stack(torch._foreach_norm(grads)).square()
+        totals = torch.zeros(len(self._groups), device=norms.device).index_add_(0, self._group_index, norms).sqrt_()
+        coef = (self.config.grad_clip / (totals + 1e-6)).clamp_(max=1.0)
+        torch._foreach_mul_(grads, coef[self._group_index].unbind())
+
+    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        obs_input = self._with_ids(batch.obs)  # V_i, pi_i (and Q_i on discrete tasks)
+        q_input = obs_input if self.spec.discrete else self._with_ids(batch.obs, batch.actions)
+        n_rows = batch.state.shape[0]
+        with torch.no_grad():
+            # Target mixer on s (w-bar for Eq. 12/14) and s' (V_tot(o') for Eq. 13) in one pass.
+            w_bar_both, b_bar_both = self._mixer_parts(self.mixer_target, torch.cat([batch.state, batch.next_state]))
+            w_bar, w_bar_next, b_bar_next = w_bar_both[:n_rows], w_bar_both[n_rows:], b_bar_both[n_rows:]
+            q_bar = self._q_taken(self.q_target, q_input, batch.actions)
+            # Eq. 8 for V_tot(o') with the target V and mixer; the bootstrap of Eq. 13.
+            v_next = self._mlp(self.v_target, self._with_ids(batch.next_obs)).squeeze(-1)
+            v_tot_next = (w_bar_next * v_next).sum(-1) + b_bar_next
+            td_target = batch.reward + cfg.gamma * (1.0 - batch.terminal) * v_tot_next
+
+        # Eq. 13: TD regression of Q_tot = sum_i w_i Q_i + b (Eq. 8) on r + gamma V_tot(o').
+        w, b = self._mixer_parts(self.mixer, batch.state)
+        q_tot = (w * self._q_taken(self.q_net, q_input, batch.actions)).sum(-1) + b
+        q_loss = (q_tot - td_target).square().mean()
+
+        # Eq. 12: min_V E[exp(z) + w V / alpha] with z = w (Q - V) / alpha, as
+        # exp(z - m) + exp(-m) w V / alpha (m a detached constant: same minimiser, no overflow).
+        v = self._mlp(self.v_net, obs_input).squeeze(-1)
+        w_bar_alpha = w_bar / cfg.alpha
+        z = w_bar_alpha * (q_bar - v)
+        shift = z.detach().max().clamp(min=-1.0)
+        v_loss = (torch.exp(z - shift) + torch.exp(-shift) * w_bar_alpha * v).mean()
+
+        # Eq. 14: max_pi E[exp(z) log pi(a|o)], the weight detached and z clipped.
+        weight = torch.exp(z.detach().clamp(-cfg.weight_clip, cfg.weight_clip))
+        policy_loss = -(weight * self._log_prob(obs_input, batch)).mean()
+
+        # The three losses have disjoint parameters: one backward, per-group clipping, one step.
+        self.optimizer.zero_grad(set_to_none=True)
+        (q_loss + v_loss + policy_loss).backward()
+        self._clip_grad_norms()
+        self.optimizer.step()
+        # Polyak averaging of Q-bar, V-bar and the target mixer (Algorithm 1, line 9).
+        torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
+        return {
+            "q_loss": q_loss.detach(),
+            "v_loss": v_loss.detach(),
+            "policy_loss": policy_loss.detach(),
+            "q_tot": q_tot.detach().mean(),
+            "v": v.detach().mean(),
+            "policy_weight": weight.mean(),
+        }
+
+    def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
+        if self.spec.discrete:
+            return self.policy.act(obs, avail, deterministic)
+        return self.policy.act(obs, deterministic)
+
+    def action_probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        if not self.spec.discrete:
+            return super().action_probs(obs, avail)
+        return self.policy.probs(obs, avail)
