@@ -62,25 +62,31 @@ class Sampler:
     def _read(self, name: str, rows: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(self.dataset.fields[name][rows])).to(self.device)
 
+    def _read_split(self, name: str, rows: np.ndarray, parts: int) -> tuple[torch.Tensor, ...]:
+        """One memmap read for several row sets laid end to end (r, r+1, episode starts)."""
+        return torch.chunk(self._read(name, rows), parts)
+
     def sample(self, batch_size: int) -> Batch:
-        rows = np.sort(self.rng.choice(self.valid_rows, size=batch_size, replace=True))
-        next_rows = rows + 1
-        initial_rows = np.sort(self.rng.choice(self.episode_start, size=batch_size, replace=True))
-        avail = self._read("avail", rows) if self.has_avail else None
-        next_avail = self._read("avail", next_rows) if self.has_avail else None
-        initial_avail = self._read("avail", initial_rows) if self.has_avail else None
+        rows = np.sort(self.valid_rows[self.rng.integers(0, self.valid_rows.shape[0], size=batch_size)])
+        initial_rows = np.sort(self.episode_start[self.rng.integers(0, self.episode_start.shape[0], size=batch_size)])
+        all_rows = np.concatenate([rows, rows + 1, initial_rows])
+        obs, next_obs, initial_obs = self._read_split("obs", all_rows, 3)
+        state, next_state, initial_state = self._read_split("state", all_rows, 3)
+        avail = next_avail = initial_avail = None
+        if self.has_avail:
+            avail, next_avail, initial_avail = self._read_split("avail", all_rows, 3)
         return Batch(
-            obs=self._read("obs", rows),
-            state=self._read("state", rows),
+            obs=obs,
+            state=state,
             actions=self._read("actions", rows),
             avail=avail,
             reward=self._read("reward", rows),
             terminal=self._read("terminal", rows).float(),
-            next_obs=self._read("obs", next_rows),
-            next_state=self._read("state", next_rows),
+            next_obs=next_obs,
+            next_state=next_state,
             next_avail=next_avail,
-            initial_obs=self._read("obs", initial_rows),
-            initial_state=self._read("state", initial_rows),
+            initial_obs=initial_obs,
+            initial_state=initial_state,
             initial_avail=initial_avail,
         )
 

@@ -94,9 +94,25 @@ def validate_fields(fields: Mapping[str, np.ndarray], spec: EnvSpec, where: Path
     _check_row_invariants(fields, spec, where)
 
 
+def _row_chunks(array: np.ndarray):
+    """``(first_row, chunk)`` pairs. A memory map is read through ordinary file reads, so a
+    full scan leaves no pages mapped into the process (its resident memory stays flat)."""
+    filename = getattr(array, "filename", None)
+    if not isinstance(array, np.memmap) or filename is None:
+        for begin in range(0, array.shape[0], _CHUNK_ROWS):
+            yield begin, np.asarray(array[begin : begin + _CHUNK_ROWS])
+        return
+    row_items = int(np.prod(array.shape[1:], dtype=np.int64))
+    with open(filename, "rb") as handle:
+        for begin in range(0, array.shape[0], _CHUNK_ROWS):
+            rows = min(_CHUNK_ROWS, array.shape[0] - begin)
+            handle.seek(array.offset + begin * row_items * array.dtype.itemsize)
+            chunk = np.fromfile(handle, dtype=array.dtype, count=rows * row_items)
+            yield begin, chunk.reshape((rows,) + array.shape[1:])
+
+
 def _check_finite(array: np.ndarray, name: str, where: Path) -> None:
-    for begin in range(0, array.shape[0], _CHUNK_ROWS):
-        chunk = np.asarray(array[begin : begin + _CHUNK_ROWS])
+    for begin, chunk in _row_chunks(array):
         finite = np.isfinite(chunk)
         if not finite.all():
             bad = np.argwhere(~finite)[0]
@@ -147,9 +163,8 @@ def _check_row_invariants(fields: Mapping[str, np.ndarray], spec: EnvSpec, where
 
 def _check_discrete_actions(fields: Mapping[str, np.ndarray], spec: EnvSpec, where: Path, valid: np.ndarray) -> None:
     actions, avail = fields["actions"], fields["avail"]
-    for begin in range(0, actions.shape[0], _CHUNK_ROWS):
+    for begin, chunk in _row_chunks(actions):
         stop = begin + _CHUNK_ROWS
-        chunk = np.asarray(actions[begin:stop])
         rows_valid = valid[begin:stop]
         out_of_range = ((chunk < 0) | (chunk >= spec.n_actions)) & rows_valid[:, None]
         if out_of_range.any():

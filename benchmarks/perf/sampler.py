@@ -1,0 +1,86 @@
+"""Sampling speed and memory on a 1M-transition HalfCheetah-shaped dataset (6 agents, obs 23,
+state 138, 1-d actions, the papers' paper-mode shapes).
+
+Prints batches/s at batch 128 and the process's peak RSS above its baseline; asserts nothing.
+Targets (issue 3): at least 2,000 batches/s and no more than 300 MB above the baseline,
+however large the dataset (fields are memory-mapped; the sampler reads only sampled rows).
+Run: python benchmarks/perf/sampler.py [--transitions N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from marlbench.data.episodes import pack_episodes
+from marlbench.data.store import write_dataset
+from marlbench.spec import EnvSpec
+
+HALFCHEETAH = EnvSpec(n_agents=6, obs_dim=23, state_dim=138, action_type="continuous", action_dim=1, episode_limit=1000)
+
+MEASURE = """
+import sys, time
+from pathlib import Path
+import torch
+from marlbench.data.sampler import Sampler
+from marlbench.data.store import Dataset
+
+def status_mib(key):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+
+torch.set_num_threads(1)
+baseline, anon_baseline = status_mib("VmRSS"), status_mib("RssAnon")
+sampler = Sampler(Dataset.open(sys.argv[1]), seed=0)
+for _ in range(100):
+    sampler.sample(128)
+batches, started = 0, time.perf_counter()
+while time.perf_counter() - started < 5.0:
+    sampler.sample(128)
+    batches += 1
+rate = batches / (time.perf_counter() - started)
+peak = status_mib("VmHWM")
+print(f"{rate:,.0f} batches/s at batch 128")
+print(f"peak RSS {peak:.0f} MiB, {peak - baseline:.0f} MiB above the baseline of {baseline:.0f} MiB (torch imported)")
+print(f"of which private memory grew {status_mib('RssAnon') - anon_baseline:.0f} MiB; the rest are file-backed pages "
+      f"of the memory-mapped fields ({status_mib('RssFile'):.0f} MiB now), shared with the page cache and reclaimable")
+"""
+
+
+def write_synthetic(root: Path, transitions: int) -> None:
+    spec, horizon = HALFCHEETAH, 1000
+    episodes = transitions // horizon
+    rng = np.random.default_rng(0)
+    fields = pack_episodes(
+        obs=rng.standard_normal((episodes, horizon + 1, spec.n_agents, spec.obs_dim), dtype=np.float32),
+        state=rng.standard_normal((episodes, horizon + 1, spec.state_dim), dtype=np.float32),
+        actions=rng.uniform(-1, 1, (episodes, horizon, spec.n_agents, 1)).astype(np.float32),
+        reward=rng.standard_normal((episodes, horizon), dtype=np.float32),
+        terminated=np.zeros(episodes, dtype=bool),
+    )
+    write_dataset(root, fields, spec=spec, suite="perf", task="halfcheetah-shapes", quality="random", source={})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--transitions", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "halfcheetah"
+        write_synthetic(root, args.transitions)
+        size = sum(f.stat().st_size for f in root.iterdir()) / 2**20
+        print(f"dataset: {args.transitions:,} transitions, {size:.0f} MiB on disk")
+        # A fresh process (Linux /proc peak), so the writer's memory does not count.
+        subprocess.run([sys.executable, "-c", MEASURE, str(root)], check=True)
+    print(f"(writer process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
