@@ -34,8 +34,9 @@ Where the paper is silent we use the reference code's setting (REFERENCE.md):
   ``b`` linear, ``h = relu(W_1 s)`` on the global state (``marlbench.nets.LinearMixer``);
 - target networks: Algorithm 1 names a target Q-bar_i but not where it is used. As in the
   reference, Eq. 12 and Eq. 14 use Q-bar_i and the target mixer's w-bar_i, and the bootstrap
-  V_tot(o') of Eq. 13 uses target copies of V and of the mixer (``(1 - terminal)`` masks it);
-  all targets are Polyak-averaged with tau after every step;
+  V_tot(o') of Eq. 13 uses target copies of V and of the mixer, which Algorithm 1 does not
+  list (``(1 - terminal)`` masks the bootstrap); all targets are Polyak-averaged with tau
+  after every step;
 - the exponent ``z_i = w-bar_i (Q-bar_i - V_i) / alpha`` of Eq. 12 is evaluated as
   ``exp(z - m) + exp(-m) w-bar V / alpha`` with ``m = max(max z, -1)`` (a detached
   constant): a rescaling of Eq. 12 that cannot overflow and keeps its minimiser;
@@ -53,9 +54,12 @@ Departures from the reference code (its bugs are not reproduced):
 - the reference is continuous-only; the discrete variant follows the same equations.
 
 Implementation: the three losses touch disjoint parameters (targets and weights are
-detached), so their sum is back-propagated once and one Adam with three parameter groups
-(one per learning rate) takes the step; that equals the reference's three optimisers with
-per-network clipping. Target updates are one fused lerp.
+detached), so their sum is back-propagated once and one fused Adam with three parameter
+groups (one per learning rate) takes the step; that equals the reference's three optimisers
+with per-network clipping. The networks' layers are called functionally (each input with its
+agent ids built once and shared by Q and Q-bar, or V and pi), the target mixer runs once on
+[s; s'], the clipping of all three groups and the target updates are single foreach calls,
+and nothing reads a value back to the host.
 
 On penalty XOR a linear decomposition fits Q_i(B) - Q_i(A) = +1 on {AA, AB, BA} and -1 on
 all four joint actions, and with alpha = 10 the policy stays close to the behaviour:
@@ -189,7 +193,7 @@ class OMIGA(Algorithm):
         return x.view(-1, n_agents, x.shape[-1])
 
     @staticmethod
-    def _mixer_parts(mixer: LinearMixer, state: torch.Tensor, bias: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def _mixer_parts(mixer: LinearMixer, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(w(s) [B, N], b(s) [B])`` of Eq. 8 (``LinearMixer.weights`` / ``.bias``)."""
         body = mixer.body[0]
         assert isinstance(body, nn.Linear)
@@ -273,7 +277,8 @@ class OMIGA(Algorithm):
         self._clip_grad_norms()
         self.optimizer.step()
         # Polyak averaging of Q-bar, V-bar and the target mixer (Algorithm 1, line 9).
-        torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
         return {
             "q_loss": q_loss.detach(),
             "v_loss": v_loss.detach(),

@@ -218,6 +218,8 @@ def test_state_dict_round_trip():
     assert {"q_net", "v_net", "policy", "mixer", "q_target", "v_target", "mixer_target", "optimizer"} <= set(
         algo.state_dict()
     )
+    # Targets stay plain leaves: Polyak averaging builds no graph across updates.
+    assert all(p.is_leaf and not p.requires_grad for p in algo.q_target.parameters())
     probs = algo.action_probs(obs, avail)
     assert torch.equal(probs, restored.action_probs(obs, avail))
     assert torch.all(probs[:, 1, 2] == 0.0) and torch.allclose(probs.sum(-1), torch.ones(6, 2))
