@@ -227,11 +227,3 @@ def resolve_config(
         if fnmatch.fnmatchcase(instance, pattern):
             config = apply_overrides(config, values, f"{algorithm.name} dataset table ({pattern})")
     return apply_overrides(config, user_overrides or {}, algorithm.name)
-
-
-def variant_name(user_overrides: Mapping[str, Any]) -> str:
-    """``default`` without overrides, else a readable, path-safe summary of them."""
-    if not user_overrides:
-        return "default"
-    parts = [f"{key}={value}" for key, value in sorted(user_overrides.items())]
-    return re.sub(r"[^A-Za-z0-9_.,=+\[\]-]", "", ",".join(parts).replace(" ", ""))

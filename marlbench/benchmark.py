@@ -1,9 +1,19 @@
-"""Benchmark files (``benchmarks/*.yaml``): instances, algorithms, seeds, profile, metric."""
+"""Benchmark files (``benchmarks/*.yaml``): instances, algorithms, variants, seeds, profile,
+metrics, and the published tables they mirror.
+
+A table's columns are algorithm x variant pairs. A variant is a labelled set of config
+overrides (the ablations: ``alpha: 0.1`` …); its run directory name is
+:func:`variant_name` of the overrides, the same name ``marlbench run --set`` gives, so
+ablation runs and hand-started runs with the same overrides share results.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -12,6 +22,41 @@ from marlbench.report.tables import METRIC_DESCRIPTIONS
 
 Instance = tuple[str, str, str]
 REQUIRED_KEYS = ("name", "profile", "metric", "algorithms", "seeds", "instances")
+OPTIONAL_KEYS = ("title", "mirrors", "extra_metrics", "variants", "published")
+
+# Every algorithm of the mission, in the column order of the ComaDICE paper's tables
+# followed by the other papers' methods; a benchmark file may name any subset.
+ALL_ALGORITHMS = ("bc", "bcq", "cql", "icq", "omar", "omiga", "optdice", "alberdice", "inspo", "omsd", "comadice")
+
+
+def variant_name(user_overrides: Mapping[str, Any]) -> str:
+    """``default`` without overrides, else a readable, path-safe summary of them."""
+    if not user_overrides:
+        return "default"
+    parts = [f"{key}={value}" for key, value in sorted(user_overrides.items())]
+    return re.sub(r"[^A-Za-z0-9_.,=+\[\]-]", "", ",".join(parts).replace(" ", ""))
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    """The column heading, e.g. ``α = 0.1``."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The run directory name of this variant."""
+        return variant_name(self.overrides)
+
+
+DEFAULT_VARIANT = Variant("default", {})
+
+
+@dataclass(frozen=True)
+class PublishedRef:
+    paper: str
+    table: str
+    metric: str
 
 
 @dataclass(frozen=True)
@@ -26,6 +71,14 @@ class Benchmark:
     seeds: tuple[int, ...]
     instances: tuple[Instance, ...]
     path: Path
+    extra_metrics: tuple[str, ...] = ()
+    """Further metrics reported as their own tables (the returns appendix of a win-rate table)."""
+    variants: tuple[Variant, ...] = (DEFAULT_VARIANT,)
+    published: tuple[PublishedRef, ...] = ()
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return (self.metric, *self.extra_metrics)
 
     @classmethod
     def load(cls, path: Path | str) -> Benchmark:
@@ -39,10 +92,17 @@ class Benchmark:
         for key in REQUIRED_KEYS:
             if key not in data:
                 raise ConfigError(f"{path}: field '{key}': expected it to be present, found nothing")
-        if data["metric"] not in METRIC_DESCRIPTIONS:
+        unknown = sorted(set(data) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+        if unknown:
             raise ConfigError(
-                f"{path}: field 'metric': expected one of {sorted(METRIC_DESCRIPTIONS)}, found {data['metric']!r}"
+                f"{path}: fields {unknown}: expected only {sorted(REQUIRED_KEYS + OPTIONAL_KEYS)}, found these too"
             )
+        metrics = [data["metric"], *data.get("extra_metrics", [])]
+        for metric in metrics:
+            if metric not in METRIC_DESCRIPTIONS:
+                raise ConfigError(
+                    f"{path}: field 'metric': expected one of {sorted(METRIC_DESCRIPTIONS)}, found {metric!r}"
+                )
         instances = []
         for entry in data["instances"]:
             parts = str(entry).split("/")
@@ -65,4 +125,55 @@ class Benchmark:
             seeds=tuple(seeds),
             instances=tuple(instances),
             path=path,
+            extra_metrics=tuple(str(m) for m in data.get("extra_metrics", [])),
+            variants=_load_variants(path, data.get("variants")),
+            published=_load_published_refs(path, data.get("published"), metrics),
         )
+
+    def with_overrides(self, profile: str | None = None, seeds: tuple[int, ...] | None = None) -> Benchmark:
+        """The same benchmark with the command line's ``PROFILE=`` / ``SEEDS=`` in place."""
+        changes: dict[str, Any] = {}
+        if profile:
+            changes["profile"] = profile
+        if seeds:
+            changes["seeds"] = tuple(seeds)
+        return type(self)(**{**self.__dict__, **changes})
+
+
+def _load_variants(path: Path, entries: Any) -> tuple[Variant, ...]:
+    if entries is None:
+        return (DEFAULT_VARIANT,)
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: field 'variants': expected a non-empty list, found {entries!r}")
+    variants = []
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) - {"label", "overrides"} or "label" not in entry:
+            raise ConfigError(
+                f"{path}: field 'variants': expected entries {{label: ..., overrides: {{...}}}}, found {entry!r}"
+            )
+        overrides = entry.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{path}: field 'variants.overrides': expected a mapping, found {overrides!r}")
+        variants.append(Variant(str(entry["label"]), dict(overrides)))
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: field 'variants': expected distinct overrides, found {names}")
+    return tuple(variants)
+
+
+def _load_published_refs(path: Path, entries: Any, metrics: list[str]) -> tuple[PublishedRef, ...]:
+    if entries is None:
+        return ()
+    refs = []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        if not isinstance(entry, dict) or set(entry) != {"paper", "table", "metric"}:
+            raise ConfigError(
+                f"{path}: field 'published': expected entries {{paper: ..., table: ..., metric: ...}}, found {entry!r}"
+            )
+        if entry["metric"] not in metrics:
+            raise ConfigError(
+                f"{path}: field 'published.metric': expected one of the file's metrics {metrics}, "
+                f"found {entry['metric']!r}"
+            )
+        refs.append(PublishedRef(str(entry["paper"]), str(entry["table"]), str(entry["metric"])))
+    return tuple(refs)

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from marlbench import __version__
-from marlbench.algorithm import Algorithm, get_algorithm, resolve_config, variant_name
+from marlbench.algorithm import Algorithm, get_algorithm, resolve_config
+from marlbench.benchmark import variant_name
 from marlbench.data.paths import dataset_root
 from marlbench.data.sampler import Sampler
 from marlbench.data.store import Dataset, atomic_temp_file, write_json_atomic, write_text_atomic

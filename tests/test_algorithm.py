@@ -14,8 +14,8 @@ from marlbench.algorithm import (
     load_yaml_overrides,
     parse_set_pairs,
     resolve_config,
-    variant_name,
 )
+from marlbench.benchmark import variant_name
 from marlbench.errors import ConfigError, UnknownNameError
 
 
