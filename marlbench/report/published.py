@@ -1,0 +1,185 @@
+"""The papers' published numbers (``benchmarks/published/*.csv``), loaded and validated.
+
+One CSV row is one printed table cell, in long format; ``benchmarks/published/README.md`` describes the
+columns and the naming conventions. ``load_published`` checks every row and raises ``ConfigError`` naming the
+file, the line, the field, what was expected and what was found. Imports only pandas and the standard library
+(the report layer must not need torch).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from marlbench.errors import ConfigError, UnknownNameError
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "published"
+
+COLUMNS = (
+    "paper",
+    "table",
+    "page",
+    "suite",
+    "task",
+    "quality",
+    "algo",
+    "variant",
+    "metric",
+    "unit",
+    "mean",
+    "std",
+    "note",
+)
+# A published cell is identified by these; two rows of one table may not share them.
+KEY = ("paper", "table", "suite", "task", "quality", "algo", "variant", "metric")
+
+SUITES = ("mamujoco", "smacv1", "smacv2", "matrix")
+# win_rate is "percent" where the paper prints 0-100 and "fraction" where it prints 0-1 (InSPO).
+METRIC_UNITS: dict[str, tuple[str, ...]] = {
+    "win_rate": ("percent", "fraction"),
+    "return_mean": ("return",),
+    "expected_return": ("return",),
+    **{f"joint_action_prob_{joint}": ("probability",) for joint in ("aa", "ab", "ba", "bb")},
+}
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+VARIANT = re.compile(r"^(default|[a-z_]+=[a-z0-9.\-]+)$")
+TABLE = re.compile(r"^Table [1-9][0-9]*$")
+NAME_FIELDS = ("paper", "task", "quality", "algo")
+
+
+def _invalid(path: Path, line: int, field: str, expected: str, found: object) -> ConfigError:
+    return ConfigError(f"{path}:{line}: field '{field}': expected {expected}, found {found!r}")
+
+
+def _number(path: Path, line: int, field: str, text: str, allow_empty: bool) -> float:
+    if text == "" and allow_empty:
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        expected = "a finite number" + (" or an empty cell" if allow_empty else "")
+        raise _invalid(path, line, field, expected, text)
+    return value
+
+
+def _check_row(path: Path, line: int, row: dict[str, str]) -> dict[str, object]:
+    for field in NAME_FIELDS:
+        if not NAME.match(row[field]):
+            raise _invalid(path, line, field, "a lower-case name of [a-z0-9_.-]", row[field])
+    if not TABLE.match(row["table"]):
+        raise _invalid(path, line, "table", "'Table <number>'", row["table"])
+    if row["page"] and not row["page"].isdigit():
+        raise _invalid(path, line, "page", "a page number or an empty cell", row["page"])
+    if row["suite"] not in SUITES:
+        raise _invalid(path, line, "suite", f"one of {', '.join(SUITES)}", row["suite"])
+    if not VARIANT.match(row["variant"]):
+        raise _invalid(path, line, "variant", "'default' or '<config field>=<value>'", row["variant"])
+    if row["metric"] not in METRIC_UNITS:
+        raise _invalid(path, line, "metric", f"one of {', '.join(METRIC_UNITS)}", row["metric"])
+    units = METRIC_UNITS[row["metric"]]
+    if row["unit"] not in units:
+        raise _invalid(path, line, "unit", f"{' or '.join(units)} for metric {row['metric']}", row["unit"])
+    mean = _number(path, line, "mean", row["mean"], allow_empty=False)
+    std = _number(path, line, "std", row["std"], allow_empty=True)
+    if std < 0:
+        raise _invalid(path, line, "std", "a non-negative number or an empty cell", row["std"])
+    return {**row, "page": int(row["page"]) if row["page"] else None, "mean": mean, "std": std}
+
+
+def _read(path: Path, seen: dict[tuple[str, ...], str]) -> list[dict[str, object]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(header) != COLUMNS:
+            raise _invalid(path, 1, "header", ",".join(COLUMNS), ",".join(header or []))
+        rows = []
+        for cells in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(COLUMNS):
+                raise _invalid(path, line, "row", f"{len(COLUMNS)} cells", f"{len(cells)} cells")
+            row = _check_row(path, line, dict(zip(COLUMNS, cells, strict=True)))
+            key = tuple(str(row[field]) for field in KEY)
+            if key in seen:
+                raise _invalid(path, line, "key", f"a cell not already given at {seen[key]}", ",".join(key))
+            seen[key] = f"{path}:{line}"
+            rows.append(row)
+    return rows
+
+
+def _csv_files(paths: Path | str | Sequence[Path | str]) -> list[Path]:
+    entries = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    files: list[Path] = []
+    for entry in map(Path, entries):
+        if entry.is_dir():
+            found = sorted(entry.glob("*.csv"))
+            if not found:
+                raise ConfigError(f"{entry}: expected published-result CSV files (*.csv), found none")
+            files += found
+        elif entry.is_file():
+            files.append(entry)
+        else:
+            raise ConfigError(
+                f"{entry}: no such file or directory; the published numbers live in benchmarks/published/ "
+                "of a marlbench source checkout"
+            )
+    return files
+
+
+def load_published(paths: Path | str | Sequence[Path | str] = DEFAULT_DIR) -> pd.DataFrame:
+    """Every row of the given CSV files (or of every ``*.csv`` in the given directories), validated.
+
+    ``mean`` and ``std`` are floats (``std`` is NaN where the paper prints none); ``page`` is a nullable
+    integer; the other columns are strings (``note`` is "" where empty).
+    """
+    seen: dict[tuple[str, ...], str] = {}
+    rows = [row for path in _csv_files(paths) for row in _read(path, seen)]
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["page"] = frame["page"].astype("Int64")
+    frame["mean"] = frame["mean"].astype(float)
+    frame["std"] = frame["std"].astype(float)
+    return frame
+
+
+def _as_list(names: str | int | Iterable[str | int] | None) -> list[str | int] | None:
+    if names is None:
+        return None
+    return [names] if isinstance(names, (str, int)) else list(names)
+
+
+def published_for(
+    frame: pd.DataFrame,
+    paper: str | None = None,
+    tables: str | int | Iterable[str | int] | None = None,
+    metric: str | None = None,
+) -> pd.DataFrame:
+    """The rows of one paper, some of its tables (``3`` or ``"Table 3"``) and one metric; None keeps all.
+
+    Raises ``UnknownNameError`` for a paper, table or metric that ``frame`` does not hold.
+    """
+    selected = frame
+    if paper is not None:
+        if paper not in set(frame["paper"]):
+            raise UnknownNameError("paper", paper, set(frame["paper"]))
+        selected = selected[selected["paper"] == paper]
+    wanted = _as_list(tables)
+    if wanted is not None:
+        names = [f"Table {table}" if isinstance(table, int) else table for table in wanted]
+        for name in names:
+            if name not in set(selected["table"]):
+                raise UnknownNameError("table", name, set(selected["table"]))
+        selected = selected[selected["table"].isin(names)]
+    if metric is not None:
+        if metric not in set(selected["metric"]):
+            raise UnknownNameError("metric", metric, set(selected["metric"]))
+        selected = selected[selected["metric"] == metric]
+    return selected.reset_index(drop=True)
