@@ -192,6 +192,79 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, found {text!r}") from None
+
+
+def _load_benchmark(args: argparse.Namespace):
+    from marlbench.benchmark import Benchmark
+
+    return Benchmark.load(args.file).with_overrides(profile=args.profile, seeds=args.seeds)
+
+
+def _cmd_grid(args: argparse.Namespace) -> int:
+    from marlbench.grid import GridOptions, run_grid
+
+    options = GridOptions(
+        results=args.results,
+        data=args.data,
+        storage=args.storage,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        max_failures=args.max_failures,
+        address=args.address,
+        generate_missing=args.generate_missing,
+        generate_budget=args.generate_budget,
+        generate_episodes=args.generate_episodes,
+    )
+    summary = run_grid(_load_benchmark(args), options)
+    return 0 if summary.complete else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from marlbench.grid import plan_grid, profile_results
+    from marlbench.report.build import build_report
+    from marlbench.report.published import load_published, published_for
+
+    benchmark = _load_benchmark(args)
+    published = None
+    if benchmark.published:
+        frame = load_published()
+        published = pd.concat(
+            [published_for(frame, paper=r.paper, tables=[r.table], metric=r.metric) for r in benchmark.published]
+        )
+    formats = tuple(part for part in args.format.split(",") if part)
+    written = build_report(
+        benchmark,
+        profile_results(args.results, benchmark.profile),
+        args.out,
+        formats=formats,
+        published=published,
+        cell_status=plan_grid(benchmark, args.data).cell_status,
+        csv=args.csv,
+        figures=not args.no_figures,
+    )
+    for path in written:
+        print(f"written: {path}")
+    return 0
+
+
+def _add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="a benchmark file, e.g. benchmarks/table3.yaml")
+    parser.add_argument("--profile", default=None, help="replace the file's profile (smoke, standard, paper)")
+    parser.add_argument("--seeds", type=_seed_list, default=None, help="replace the file's seeds, e.g. 0,1")
+    parser.add_argument(
+        "--results", type=Path, default=Path("results"), help="run directories go under <results>/<profile>/"
+    )
+    parser.add_argument("--data", type=Path, default=None, help="data directory (default: $MARLBENCH_DATA or data/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marlbench", description="Offline cooperative multi-agent RL benchmark")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -269,6 +342,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu")
     run.add_argument("--overwrite", action="store_true", help="replace a run directory holding another config")
     run.set_defaults(handler=_cmd_run)
+
+    grid = commands.add_parser("grid", help="run a benchmark file's algorithm x instance x seed grid on Ray Tune")
+    _add_benchmark_arguments(grid)
+    grid.add_argument("--cpus-per-trial", type=float, default=1.0)
+    grid.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU between trials")
+    grid.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as resources allow)")
+    grid.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial")
+    grid.add_argument(
+        "--storage",
+        default=None,
+        help="Ray's experiment directory or bucket URI (default: ray_results/ beside --results)",
+    )
+    grid.add_argument("--address", default=None, help="join a running Ray cluster, e.g. auto or ray://host:10001")
+    grid.add_argument(
+        "--generate-missing", action="store_true", help="generate missing datasets where the suite can (MaMuJoCo)"
+    )
+    grid.add_argument("--generate-budget", type=int, default=None, help="behaviour-training env steps when generating")
+    grid.add_argument("--generate-episodes", type=int, default=None, help="dataset size when generating")
+    grid.set_defaults(handler=_cmd_grid)
+
+    report = commands.add_parser("report", help="tables, tests and figures of a benchmark file's results")
+    _add_benchmark_arguments(report)
+    report.add_argument("--format", default="md,tex", help="comma-separated: md, tex")
+    report.add_argument("--out", type=Path, default=Path("reports"))
+    report.add_argument("--csv", action="store_true", help="also write the per-run results as CSV")
+    report.add_argument("--no-figures", action="store_true")
+    report.set_defaults(handler=_cmd_report)
 
     demo = commands.add_parser("demo", help="every registered algorithm on the matrix suite; writes reports/demo.md")
     demo.add_argument("--file", type=Path, default=Path("benchmarks/matrix.yaml"))

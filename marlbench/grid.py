@@ -1,0 +1,309 @@
+"""Fan a benchmark file out on Ray Tune: one trial per algorithm x instance x variant x seed.
+
+Each trial is an ordinary ``marlbench run`` (:func:`marlbench.train.train`) writing its
+run directory under ``<results>/<profile>/`` (one tree per profile, so a smoke grid never
+collides with a standard one); the report reads those directories, so results do not
+depend on Ray, and Ray's own experiment directory (``storage``) only serves to restore
+an interrupted grid. Seeds are an explicit grid axis next to the cell (algorithm,
+instance, variant) axis.
+
+Resuming is two-layered: rerunning the same command restores the Tune experiment
+(``Tuner.restore``: finished trials stay finished, unfinished and errored ones run
+again), and a trial whose run directory already holds a completed result with the same
+config returns at once (``train`` checks ``config.json``); an unfinished run continues
+from its own checkpoint.
+
+Before anything runs, :func:`plan_grid` works out what cannot run here — an algorithm
+that is not implemented, a suite that is not installed (StarCraft II), a missing dataset
+— and says how to get it; the grid runs the rest and fails only when nothing can run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marlbench.algorithm import all_algorithms
+from marlbench.benchmark import Benchmark, Instance, Variant
+from marlbench.data.download import KNOWN_SOURCES
+from marlbench.data.paths import data_dir, dataset_root
+from marlbench.envs.registry import Suite, all_suites
+from marlbench.errors import MarlbenchError, require
+
+CellKey = tuple[str, Instance]
+
+
+@dataclass(frozen=True)
+class Trial:
+    algo: str
+    instance: Instance
+    variant: Variant
+
+    def to_config(self) -> dict[str, Any]:
+        suite, task, quality = self.instance
+        return {
+            "algo": self.algo,
+            "suite": suite,
+            "task": task,
+            "quality": quality,
+            "variant_label": self.variant.label,
+            "overrides": dict(self.variant.overrides),
+        }
+
+
+@dataclass
+class GridPlan:
+    cells: list[Trial]
+    """Every (algorithm, instance, variant) that will run, each once per seed."""
+    seeds: tuple[int, ...]
+    cell_status: dict[CellKey, str] = field(default_factory=dict)
+    """Why a cell of the report has no runs: ``n/a``, ``not implemented``, ``not run: …``."""
+    problems: list[str] = field(default_factory=list)
+    """What is missing here and how to get it, one line each."""
+    to_generate: list[Instance] = field(default_factory=list)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.cells) * len(self.seeds)
+
+
+def _dataset_hint(suite: Suite, instance: Instance) -> str:
+    suite_name, task, quality = instance
+    where = f"--suite {suite_name} --task {task} --quality {quality}"
+    ways = []
+    if instance in KNOWN_SOURCES:
+        ways.append(f"marlbench data download {where}")
+    if suite.can_generate(task, quality):
+        ways.append(f"marlbench data generate {where}")
+    ways.append(f"marlbench data import FORMAT PATH {where}")
+    return " or ".join(f"`{way}`" for way in ways)
+
+
+def profile_results(results: Path | str, profile: str) -> Path:
+    """Where a grid of ``profile`` keeps its run directories: ``<results>/<profile>``."""
+    return Path(results) / profile
+
+
+def plan_grid(benchmark: Benchmark, data: Path | None, generate_missing: bool = False) -> GridPlan:
+    """Which trials run, and for every report cell that cannot, why."""
+    registered = all_algorithms()
+    suites = all_suites()
+    names = list(registered) if benchmark.algorithms is None else list(benchmark.algorithms)
+    plan = GridPlan(cells=[], seeds=benchmark.seeds)
+    missing_algorithms = [name for name in names if name not in registered]
+    if missing_algorithms:
+        plan.problems.append(
+            f"not implemented in this installation (reported as such): {', '.join(missing_algorithms)}"
+        )
+    for instance in benchmark.instances:
+        suite_name, task, quality = instance
+        blocked = None
+        suite = suites.get(suite_name)
+        if suite is None:
+            blocked = f"suite {suite_name} is not available (installed suites: {', '.join(sorted(suites))})"
+        elif (reason := suite.unavailable_reason()) is not None:
+            blocked = f"suite {suite_name} cannot run here: {reason}"
+        else:
+            suite.check_quality(task, quality)
+            has_dataset = (dataset_root(suite_name, task, quality, data) / "meta.json").exists()
+            if not has_dataset and not suite.generates_on_the_fly:
+                if generate_missing and suite.can_generate(task, quality):
+                    plan.to_generate.append(instance)
+                else:
+                    blocked = f"no dataset for {'/'.join(instance)}; get it with {_dataset_hint(suite, instance)}"
+        if blocked is not None and blocked not in plan.problems:
+            plan.problems.append(blocked)
+        for name in names:
+            key = (name, instance)
+            if name not in registered:
+                plan.cell_status[key] = "not implemented"
+            elif blocked is not None:
+                plan.cell_status[key] = "not run: " + blocked.split(";")[0]
+            elif suite.task(task).spec.action_type not in registered[name].action_types:
+                plan.cell_status[key] = "n/a"
+            else:
+                plan.cells += [Trial(name, instance, variant) for variant in benchmark.variants]
+    return plan
+
+
+def _trial_config_hash(configs: list[dict[str, Any]], seeds: tuple[int, ...], profile: str) -> str:
+    text = json.dumps({"cells": configs, "seeds": list(seeds), "profile": profile}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def run_trial(config: Mapping[str, Any]) -> None:
+    """One Tune trial: a ``marlbench run`` that reports each evaluation to Tune."""
+    import torch
+    from ray import tune
+
+    from marlbench.train import RunRequest, train
+
+    torch.set_num_threads(max(1, int(config["threads"])))
+    cell, settings = config["cell"], config["settings"]
+    request = RunRequest(
+        algo=cell["algo"],
+        suite=cell["suite"],
+        task=cell["task"],
+        quality=cell["quality"],
+        seed=int(config["seed"]),
+        profile=settings["profile"],
+        overrides=dict(cell["overrides"]),
+        results=Path(settings["results"]),
+        data=Path(settings["data"]),
+        device=settings["device"],
+        progress=False,
+    )
+
+    def on_evaluation(step: int, metrics: dict[str, Any]) -> None:
+        tune.report({"step": step, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
+
+    outcome = train(request, on_evaluation=on_evaluation)
+    final = outcome.result.get("final") or {}
+    tune.report(
+        {
+            "step": outcome.result.get("steps"),
+            "status": outcome.result.get("status"),
+            "run_dir": str(outcome.run_dir),
+            **{k: v for k, v in final.items() if isinstance(v, (int, float))},
+        }
+    )
+
+
+def trial_dirname(trial: Any) -> str:
+    """Ray's directory for a trial, readable: ``bc-xor-ab-default-seed0-<id>``."""
+    cell = trial.config["cell"]
+    variant = Variant(cell["variant_label"], cell["overrides"]).name
+    return f"{cell['algo']}-{cell['task']}-{cell['quality']}-{variant}-seed{trial.config['seed']}-{trial.trial_id}"
+
+
+@dataclass
+class GridOptions:
+    results: Path = Path("results")
+    data: Path | None = None
+    storage: Path | str | None = None
+    """Ray's experiment directory (a shared path or bucket URI on a cluster); default ``ray_results``
+    beside the results directory (never inside it: Ray writes its own ``result.json`` files)."""
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    max_failures: int = 1
+    address: str | None = None
+    generate_missing: bool = False
+    generate_budget: int | None = None
+    generate_episodes: int | None = None
+
+
+def completed_trials(plan: GridPlan, settings: Mapping[str, Any]) -> int:
+    """Planned trials whose run directory holds a completed (or diverged: also final) result."""
+    from marlbench.train import RESULT_FILE, RunRequest, run_directory
+
+    done = 0
+    for trial in plan.cells:
+        for seed in plan.seeds:
+            cell = trial.to_config()
+            request = RunRequest(
+                algo=trial.algo,
+                suite=cell["suite"],
+                task=cell["task"],
+                quality=cell["quality"],
+                seed=seed,
+                overrides=dict(trial.variant.overrides),
+                results=Path(settings["results"]),
+            )
+            path = run_directory(request) / RESULT_FILE
+            if path.exists() and json.loads(path.read_text()).get("status") in ("completed", "diverged"):
+                done += 1
+    return done
+
+
+@dataclass
+class GridSummary:
+    plan: GridPlan
+    experiment: str
+    finished: int
+    errored: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return self.finished == self.plan.n_trials
+
+
+def run_grid(benchmark: Benchmark, options: GridOptions, say=print) -> GridSummary:
+    """Plan, say what cannot run, generate missing datasets if asked, then run the trials on Ray Tune."""
+    plan = plan_grid(benchmark, options.data, options.generate_missing)
+    for problem in plan.problems:
+        say(f"grid: {problem}")
+    if plan.n_trials == 0:
+        raise MarlbenchError(f"{benchmark.path}: nothing can run here; see the lines above for what is missing")
+    for suite_name, task, quality in plan.to_generate:
+        root = dataset_root(suite_name, task, quality, options.data)
+        say(f"grid: generating {suite_name}/{task}/{quality} -> {root}")
+        all_suites()[suite_name].generate(
+            task, quality, root, budget=options.generate_budget, episodes=options.generate_episodes
+        )
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    require("ray", "tune", "the benchmark grid")
+    import ray
+    from ray import tune
+
+    results = profile_results(options.results, benchmark.profile).resolve()
+    storage = str(options.storage or Path(options.results).resolve().parent / "ray_results")
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())
+    configs = [trial.to_config() for trial in plan.cells]
+    name = f"{benchmark.name}-{benchmark.profile}-{_trial_config_hash(configs, plan.seeds, benchmark.profile)}"
+    settings = {
+        "profile": benchmark.profile,
+        "results": str(results),
+        "data": str(data_dir(options.data).resolve()),
+        "device": "cuda" if options.gpus_per_trial > 0 else "cpu",
+    }
+    if not ray.is_initialized():
+        ray.init(address=options.address, include_dashboard=False, configure_logging=False)
+    trainable = tune.with_resources(run_trial, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+    path = f"{storage.rstrip('/')}/{name}"
+    say(
+        f"grid: {plan.n_trials} trials ({len(plan.cells)} algorithm x instance x variant cells, seeds "
+        f"{list(plan.seeds)}), profile {benchmark.profile}; Ray experiment {path}"
+    )
+    if tune.Tuner.can_restore(path):
+        say("grid: restoring the interrupted grid (finished trials are kept)")
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, restart_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={
+                "cell": tune.grid_search(configs),
+                "seed": tune.grid_search(list(plan.seeds)),
+                "settings": settings,
+                "threads": max(1, int(options.cpus_per_trial)),
+            },
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=options.max_concurrent,
+                trial_dirname_creator=trial_dirname,
+                trial_name_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage,
+                failure_config=tune.FailureConfig(max_failures=options.max_failures),
+                verbose=0,
+            ),
+        )
+    grid = tuner.fit()
+    errored = [str(result.error).splitlines()[0] for result in grid if result.error is not None]
+    finished = completed_trials(plan, settings)
+    say(
+        f"grid: {finished} of {plan.n_trials} trials have a completed run, {len(errored)} failed; "
+        f"run directories under {results}"
+    )
+    for line in errored:
+        say(f"grid: failed trial: {line}")
+    if finished + len(errored) < plan.n_trials:
+        say("grid: interrupted; run the same command again to continue where it stopped")
+    return GridSummary(plan, path, finished, errored)
