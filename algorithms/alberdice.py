@@ -597,6 +597,9 @@ class AlberDICE(Algorithm):
         return loss
 
     # ------------------------------------------------------------------ acting
+    def phase_starts(self) -> dict[str, int]:
+        return {"behaviour_pretraining": 1, "best_responses": self.config.pretrain_steps + 1}
+
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
         actions = []
         for j, policy in enumerate(self.policies):

@@ -262,8 +262,9 @@ def _train_loop(
     metrics_path = run_dir / METRICS_FILE
     checkpoint_path = run_dir / CHECKPOINT_FILE
     start_step, elapsed = 0, 0.0
+    # Sums and counts per loss: a multi-phase algorithm logs different losses in each phase.
     loss_sums: dict[str, float] = {}
-    loss_count = 0
+    loss_counts: dict[str, int] = {}
     last_eval: dict[str, Any] | None = None
     if checkpoint_path.exists():
         checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
@@ -272,7 +273,7 @@ def _train_loop(
         torch.set_rng_state(checkpoint["torch_rng"])
         np.random.set_state(checkpoint["numpy_rng"])
         start_step, elapsed = checkpoint["step"], checkpoint["elapsed"]
-        loss_sums, loss_count, last_eval = checkpoint["loss_sums"], checkpoint["loss_count"], checkpoint["last_eval"]
+        loss_sums, loss_counts, last_eval = checkpoint["loss_sums"], checkpoint["loss_counts"], checkpoint["last_eval"]
     _truncate_metrics(metrics_path, start_step)
     env_options = dataset.meta.get("env_options", {})
     evaluator = _Evaluator(lambda n: suite.make_env(request.task, n, **env_options))
@@ -289,16 +290,16 @@ def _train_loop(
             losses = algorithm.update(sampler.sample(batch_size), step)
             for key, value in losses.items():
                 loss_sums[key] = loss_sums.get(key, 0.0) + value
-            loss_count += 1
+                loss_counts[key] = loss_counts.get(key, 0) + 1
             logging = step % profile.log_every == 0
             if (check_every_step or logging) and not all(math.isfinite(float(v)) for v in loss_sums.values()):
                 status, diverged_step = "diverged", step
                 _append_metrics(metrics_path, {"step": step, "kind": "diverged", **_finite_or_text(losses)})
                 break
             if logging:
-                means = {key: float(total) / loss_count for key, total in loss_sums.items()}
+                means = {key: float(total) / loss_counts[key] for key, total in loss_sums.items()}
                 _append_metrics(metrics_path, {"step": step, "kind": "train", **means})
-                loss_sums, loss_count = {}, 0
+                loss_sums, loss_counts = {}, {}
             if step % profile.eval_every == 0 or step == profile.steps:
                 episodes = profile.final_eval_episodes if step == profile.steps else profile.eval_episodes
                 last_eval = evaluator(algorithm, episodes, evaluation_seed(request.seed, step)).to_dict()
@@ -316,7 +317,7 @@ def _train_loop(
                         "torch_rng": torch.get_rng_state(),
                         "numpy_rng": np.random.get_state(),
                         "loss_sums": {key: float(total) for key, total in loss_sums.items()},
-                        "loss_count": loss_count,
+                        "loss_counts": loss_counts,
                         "last_eval": last_eval,
                     },
                 )
