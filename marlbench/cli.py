@@ -184,9 +184,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from marlbench.demo import default_workers, run_demo
+    from marlbench.demo import run_demo
 
-    report = run_demo(args.file, args.results, args.out, args.workers or default_workers(), args.data)
+    written = run_demo(args.file, args.results, args.out, args.data, args.max_concurrent)
+    report = next(path for path in written if path.suffix == ".md")
     print(report.read_text())
     print(f"written to {report}")
     return 0
@@ -226,27 +227,15 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from marlbench.grid import plan_grid, profile_results
-    from marlbench.report.build import build_report
-    from marlbench.report.published import load_published, published_for
+    from marlbench.grid import profile_results, write_report
 
     benchmark = _load_benchmark(args)
-    published = None
-    if benchmark.published:
-        frame = load_published()
-        published = pd.concat(
-            [published_for(frame, paper=r.paper, tables=[r.table], metric=r.metric) for r in benchmark.published]
-        )
-    formats = tuple(part for part in args.format.split(",") if part)
-    written = build_report(
+    written = write_report(
         benchmark,
         profile_results(args.results, benchmark.profile),
         args.out,
-        formats=formats,
-        published=published,
-        cell_status=plan_grid(benchmark, args.data).cell_status,
+        args.data,
+        formats=tuple(part for part in args.format.split(",") if part),
         csv=args.csv,
         figures=not args.no_figures,
     )
@@ -373,9 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="every registered algorithm on the matrix suite; writes reports/demo.md")
     demo.add_argument("--file", type=Path, default=Path("benchmarks/matrix.yaml"))
     demo.add_argument("--results", type=Path, default=Path("results"))
-    demo.add_argument("--out", type=Path, default=Path("reports/demo.md"))
+    demo.add_argument("--out", type=Path, default=Path("reports"), help="the report goes to <out>/<name>.md")
     demo.add_argument("--data", type=Path, default=None)
-    demo.add_argument("--workers", type=int, default=None, help="parallel runs (default: the number of cores)")
+    demo.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: one per core)")
     demo.set_defaults(handler=_cmd_demo)
     return parser
 

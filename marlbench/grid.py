@@ -111,8 +111,9 @@ def plan_grid(benchmark: Benchmark, data: Path | None, generate_missing: bool = 
         else:
             suite.check_quality(task, quality)
             has_dataset = (dataset_root(suite_name, task, quality, data) / "meta.json").exists()
-            if not has_dataset and not suite.generates_on_the_fly:
-                if generate_missing and suite.can_generate(task, quality):
+            if not has_dataset:
+                # Generated once by the driver, not by concurrent trials of the same dataset.
+                if suite.generates_on_the_fly or (generate_missing and suite.can_generate(task, quality)):
                     plan.to_generate.append(instance)
                 else:
                     blocked = f"no dataset for {'/'.join(instance)}; get it with {_dataset_hint(suite, instance)}"
@@ -285,6 +286,7 @@ def run_grid(benchmark: Benchmark, options: GridOptions, say=print) -> GridSumma
             },
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=options.max_concurrent,
+                reuse_actors=True,
                 trial_dirname_creator=trial_dirname,
                 trial_name_creator=trial_dirname,
             ),
@@ -307,3 +309,38 @@ def run_grid(benchmark: Benchmark, options: GridOptions, say=print) -> GridSumma
     if finished + len(errored) < plan.n_trials:
         say("grid: interrupted; run the same command again to continue where it stopped")
     return GridSummary(plan, path, finished, errored)
+
+
+def write_report(
+    benchmark: Benchmark,
+    results: Path,
+    out: Path,
+    data: Path | None,
+    formats: tuple[str, ...] = ("md", "tex"),
+    csv: bool = False,
+    figures: bool = True,
+) -> list[Path]:
+    """The report of a benchmark's runs below ``results``, with the cells the plan could not
+    run named as such and the published tables the file mirrors beside ours."""
+    import pandas as pd
+
+    from marlbench.report.build import build_report
+    from marlbench.report.published import load_published, published_for
+
+    published = None
+    if benchmark.published:
+        frame = load_published()
+        published = pd.concat(
+            [published_for(frame, paper=r.paper, tables=[r.table], metric=r.metric) for r in benchmark.published]
+        )
+    return build_report(
+        benchmark,
+        results,
+        out,
+        formats=formats,
+        published=published,
+        cell_status=plan_grid(benchmark, data).cell_status,
+        csv=csv,
+        figures=figures,
+        algorithms=list(all_algorithms()) if benchmark.algorithms is None else None,
+    )

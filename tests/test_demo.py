@@ -1,36 +1,15 @@
-"""The demo machinery end to end on a small benchmark file: datasets generated, runs in
-parallel worker processes, a markdown table with every algorithm and dataset."""
+"""The demo's benchmark file and how a file's algorithm list becomes grid cells."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from marlbench.algorithm import all_algorithms, get_algorithm
-from marlbench.benchmark import Benchmark
-from marlbench.demo import plan_runs, run_demo
+from marlbench.benchmark import ALL_ALGORITHMS, Benchmark
 from marlbench.envs.registry import get_suite
+from marlbench.grid import plan_grid
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-
-
-def test_demo_writes_a_table_of_every_algorithm_and_dataset(tmp_path):
-    benchmark_file = tmp_path / "mini.yaml"
-    benchmark_file.write_text(
-        "name: mini\ntitle: Mini demo\nmirrors: InSPO Table 1\nprofile: smoke\nmetric: expected_return\n"
-        "algorithms: [bc]\nseeds: [0, 1]\ninstances:\n  - matrix/xor/aa-ab-ba\n  - matrix/bandit/gmm\n"
-    )
-    report = run_demo(benchmark_file, tmp_path / "results", tmp_path / "reports" / "demo.md", workers=2)
-    text = report.read_text()
-    assert text.startswith("# Mini demo")
-    header = next(line for line in text.splitlines() if line.startswith("| dataset |"))
-    assert "bc" in header
-    rows = {
-        line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and "---" not in line
-    }
-    assert "xor/aa-ab-ba" in rows and "bandit/gmm" in rows
-    assert "±" in rows["xor/aa-ab-ba"] and "±" in rows["bandit/gmm"]
-    assert "4 runs" in text
-    assert len(list((tmp_path / "results").rglob("result.json"))) == 4
 
 
 def test_registered_means_every_algorithm_that_supports_the_action_space(tmp_path):
@@ -39,19 +18,21 @@ def test_registered_means_every_algorithm_that_supports_the_action_space(tmp_pat
         "name: all\nprofile: smoke\nmetric: return_mean\nalgorithms: registered\nseeds: [0, 1]\n"
         "instances:\n  - matrix/xor/ab\n  - matrix/bandit/gmm\n"
     )
-    requests, names, not_applicable = plan_runs(Benchmark.load(benchmark_file), tmp_path / "results", None)
-    assert names == list(all_algorithms())
-    for name in names:
+    plan = plan_grid(Benchmark.load(benchmark_file), tmp_path / "data")
+    cells = {(trial.algo, trial.instance) for trial in plan.cells}
+    for name in all_algorithms():
         for instance in (("matrix", "xor", "ab"), ("matrix", "bandit", "gmm")):
-            runs = [r for r in requests if r.algo == name and (r.suite, r.task, r.quality) == instance]
             supported = get_suite("matrix").task(instance[1]).spec.action_type in get_algorithm(name).action_types
-            assert len(runs) == (2 if supported else 0)
-            assert ((name, instance) in not_applicable) == (not supported)
+            assert ((name, instance) in cells) == supported
+            assert (plan.cell_status.get((name, instance)) == "n/a") == (not supported)
+    assert plan.n_trials == 2 * len(cells)
+    assert set(plan.to_generate) == {("matrix", "xor", "ab"), ("matrix", "bandit", "gmm")}
 
 
-def test_the_shipped_demo_file_covers_every_matrix_dataset():
+def test_the_shipped_demo_file_covers_every_matrix_dataset_and_every_algorithm():
     benchmark = Benchmark.load(REPOSITORY / "benchmarks" / "matrix.yaml")
     suite = get_suite("matrix")
     expected = {("matrix", task, quality) for task, info in suite.tasks().items() for quality in info.qualities}
     assert set(benchmark.instances) == expected
-    assert benchmark.seeds == (0, 1, 2, 3, 4) and benchmark.algorithms is None
+    assert benchmark.algorithms is not None and set(benchmark.algorithms) == set(ALL_ALGORITHMS)
+    assert set(all_algorithms()) <= set(ALL_ALGORITHMS)

@@ -47,6 +47,7 @@ def test_plan_says_what_is_missing_and_how_to_get_it(tmp_path):
     plan = plan_grid(benchmark, tmp_path / "data")
     assert [(t.algo, t.instance) for t in plan.cells] == [("bc", ("matrix", "xor", "ab"))]
     assert plan.n_trials == 2
+    assert plan.to_generate == [("matrix", "xor", "ab")]  # matrix datasets take seconds: always generated
     status = plan.cell_status
     assert status[("not_yet_written", ("matrix", "xor", "ab"))] == "not implemented"
     assert status[("bc", ("smacv1", "5m_vs_6m", "poor"))].startswith("not run: suite smacv1 is not available")
@@ -57,7 +58,7 @@ def test_plan_says_what_is_missing_and_how_to_get_it(tmp_path):
     assert "`marlbench data generate --suite mamujoco --task hopper --quality expert`" in text
 
     generating = plan_grid(benchmark, tmp_path / "data", generate_missing=True)
-    assert generating.to_generate == [("mamujoco", "hopper", "expert")]
+    assert generating.to_generate == [("matrix", "xor", "ab"), ("mamujoco", "hopper", "expert")]
     assert ("bc", ("mamujoco", "hopper", "expert")) in {(t.algo, t.instance) for t in generating.cells}
 
 
@@ -111,3 +112,20 @@ def test_interrupted_grid_resumes_without_rerunning_finished_trials(tmp_path):
         steps = [(record["kind"], record["step"]) for record in map(json.loads, metrics.splitlines())]
         assert len(steps) == len(set(steps)), f"duplicated metric lines in {run_dir}"
     assert not list(results.rglob("ray_results")), "Ray's experiment directory must stay out of the results"
+
+    reports = tmp_path / "reports"
+    report = subprocess.run(
+        [*MARLBENCH, "report", str(yaml_path), "--results", str(results), "--out", str(reports), "--no-figures"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stdout + report.stderr
+    text = (reports / "tiny.md").read_text()
+    lines = text.splitlines()
+    assert "| task | dataset | bc | comadice |" in lines
+    rows = [line for line in lines if line.startswith(("| xor | ab |", "| mne | biased |"))]
+    assert len(rows) == 2 and all(row.count("±") == 2 for row in rows), rows
+    assert "(n=" not in "".join(rows), "every cell must hold both seeds"
+    assert (reports / "tiny.tex").read_text().count("\\pm") >= 4

@@ -1,0 +1,381 @@
+"""``build_report``: a benchmark file's results as markdown and LaTeX tables, the published
+numbers beside them, an aggregate over instances, figures and a marl-eval export.
+
+Which runs count: those below ``results_dir`` with the benchmark's profile, one of its seeds, one
+of its instances and one of its columns (algorithm x variant). A cell's availability comes from
+the caller (``cell_status``: ``n/a``, ``not implemented``, ``not run: <why>``) because this
+package imports neither torch nor any algorithm; every other cell is looked up in the results.
+
+Published numbers (a ``load_published`` frame) are matched to our cells by instance, algorithm
+and variant (``alpha=10`` and ``alpha=10.0`` are the same variant) and shown as one table per
+published paper table: ``published mean ± std (Δ ours − published)``, win rates in percent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from marlbench.benchmark import ALL_ALGORITHMS, Benchmark, Instance
+from marlbench.errors import ConfigError
+from marlbench.report.aggregate import NORMALISATION, Aggregate, aggregate_scores
+from marlbench.report.figures import aggregate_plot, alpha_ablation, learning_curves
+from marlbench.report.latex import escape, render_latex, standalone_document
+from marlbench.report.marl_eval import marl_eval_json
+from marlbench.report.results import INSTANCE_KEYS, load_curves, load_results
+from marlbench.report.tables import (
+    METRIC_DESCRIPTIONS,
+    METRIC_NAMES,
+    PERCENT_METRICS,
+    Cell,
+    Column,
+    Table,
+    render_markdown,
+    score_table,
+)
+
+FORMATS = ("md", "tex")
+PAPER_NAMES = {"comadice": "ComaDICE", "omiga": "OMIGA", "inspo": "InSPO", "omsd": "OMSD"}
+ENVIRONMENT_NOTE = (
+    "Our environments and datasets differ from the papers' where they do: MaMuJoCo runs on "
+    "gymnasium-robotics (MuJoCo v4/v5 physics, not the papers' v2) with datasets generated here "
+    "unless a dataset's card says it was imported from the paper's files; SMAC results depend on the "
+    "StarCraft II version. Compare orders of magnitude and rankings, not decimals."
+)
+LEGEND = (
+    "Each entry: mean ± std (population, ddof=0) over completed seeds of the final score (the last "
+    "evaluation, as the ComaDICE paper reports). Bold: the best mean of the row. *: not significantly "
+    "different from the best (Welch's two-sided t-test, 5%, as the InSPO paper marks). †: not tested "
+    "(fewer than 2 completed seeds). (n=k): only k seeds completed. (k diverged): runs stopped by a "
+    "non-finite loss; diverged (k): every run diverged. —: no run found (missing, never 0). n/a: the "
+    "algorithm's action space does not fit the task. not implemented: no algorithm of that name is "
+    "registered. not run: the reason is under the table."
+)
+
+
+def report_columns(
+    benchmark: Benchmark,
+    runs: pd.DataFrame,
+    cell_status: Mapping[tuple[str, Instance], str],
+    algorithms: Sequence[str] | None = None,
+) -> list[Column]:
+    """Algorithm x variant columns. Algorithms: the benchmark's list, else ``algorithms``, else
+    every name found in the results or in ``cell_status`` (the mission's order first)."""
+    if benchmark.algorithms is not None:
+        algos = list(benchmark.algorithms)
+    elif algorithms is not None:
+        algos = list(algorithms)
+    else:
+        found = set(runs["algo"].dropna()) | {algo for algo, _ in cell_status}
+        algos = [name for name in ALL_ALGORITHMS if name in found] + sorted(found - set(ALL_ALGORITHMS))
+    variants = benchmark.variants
+    columns = []
+    for algo in algos:
+        for variant in variants:
+            if len(variants) == 1:
+                label = algo
+            elif len(algos) == 1:
+                label = variant.label
+            else:
+                label = f"{algo} {variant.label}"
+            columns.append(Column(algo, variant.name, label))
+    return columns
+
+
+def select_runs(frame: pd.DataFrame, benchmark: Benchmark, columns: Sequence[Column]) -> pd.DataFrame:
+    """The rows of a ``load_results``/``load_curves`` frame that belong to the benchmark."""
+    instances = pd.MultiIndex.from_tuples(benchmark.instances, names=INSTANCE_KEYS)
+    pairs = pd.MultiIndex.from_tuples([(c.algo, c.variant) for c in columns], names=["algo", "variant"])
+    keep = (
+        (frame["profile"] == benchmark.profile)
+        & frame["seed"].isin(benchmark.seeds)
+        & pd.MultiIndex.from_frame(frame[INSTANCE_KEYS]).isin(instances)
+        & pd.MultiIndex.from_frame(frame[["algo", "variant"]]).isin(pairs)
+    )
+    return frame[keep].reset_index(drop=True)
+
+
+def _canonical_variant(name: str) -> str:
+    """``alpha=10.0`` and ``alpha=10`` name the same variant; so do reordered overrides."""
+    parts = []
+    for part in name.split(","):
+        key, separator, value = part.partition("=")
+        try:
+            value = f"{float(value):g}"
+        except ValueError:
+            pass
+        parts.append(f"{key}{separator}{value}")
+    return ",".join(sorted(parts))
+
+
+def published_tables(
+    published: pd.DataFrame, ours: Mapping[str, Table], benchmark: Benchmark, columns: Sequence[Column]
+) -> list[tuple[str, Table]]:
+    """(metric, table) per published paper table whose metric the benchmark reports."""
+    tables = []
+    published = published.assign(variant_key=published["variant"].map(_canonical_variant))
+    for (paper, table_name, metric), rows in published.groupby(["paper", "table", "metric"], sort=False):
+        if metric not in ours:
+            continue
+        scale = rows["unit"].map(lambda unit: 100.0 if unit == "fraction" else 1.0)
+        rows = rows.assign(mean=rows["mean"] * scale, std=rows["std"] * scale)
+        indexed = {(r.suite, r.task, r.quality, r.algo, r.variant_key): r for r in rows.itertuples(index=False)}
+        cells: dict[tuple[Instance, Column], Cell] = {}
+        for instance in ours[metric].instances:
+            for column in columns:
+                row = indexed.get((*instance, column.algo, _canonical_variant(column.variant)))
+                if row is None:
+                    cells[(instance, column)] = Cell("missing")
+                    continue
+                our_cell = ours[metric].cells[(instance, column)]
+                delta = our_cell.mean - row.mean if our_cell.kind == "score" else None
+                cells[(instance, column)] = Cell("published", mean=row.mean, std=row.std, delta=delta)
+        matched = sum(cell.kind == "published" for cell in cells.values())
+        if matched == 0:
+            continue
+        pages = sorted({int(page) for page in rows["page"].dropna()}) if "page" in rows else []
+        source = f"{PAPER_NAMES.get(paper, paper)} {table_name}" + (
+            f", p. {', '.join(map(str, pages))}" if pages else ""
+        )
+        notes = []
+        others = sorted(set(rows["algo"]) - {column.algo for column in columns})
+        if others:
+            notes.append(f"The paper's table also reports: {', '.join(others)}.")
+        notes.append(ENVIRONMENT_NOTE)
+        caption = (
+            f"Published: {source}, {METRIC_NAMES[metric]}; each entry published mean ± std "
+            f"(Δ = ours − published; — where we have no completed run)"
+        )
+        label = f"tab:{_label(benchmark.name)}-{_label(paper)}-{_label(table_name)}"
+        digits = ours[metric].digits
+        table = Table(caption, label, list(columns), list(ours[metric].instances), cells, digits, notes)
+        tables.append((metric, table))
+    return tables
+
+
+def _label(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _is_alpha_ablation(benchmark: Benchmark) -> dict[str, float] | None:
+    """Variant name -> α when the variants differ only in a numeric ``alpha``, else None."""
+    variants = benchmark.variants
+    if len(variants) < 2 or not all("alpha" in variant.overrides for variant in variants):
+        return None
+    keys = set().union(*(variant.overrides for variant in variants))
+    differing = {key for key in keys if len({repr(variant.overrides.get(key)) for variant in variants}) > 1}
+    if differing != {"alpha"}:
+        return None
+    try:
+        return {variant.name: float(variant.overrides["alpha"]) for variant in variants}
+    except (TypeError, ValueError):
+        return None
+
+
+def _aggregate_markdown(aggregate: Aggregate) -> str:
+    lines = ["| column | IQM [95% CI] | mean [95% CI] |", "|---|---:|---:|"]
+    for column in aggregate.columns:
+        iqm, mean = aggregate.iqm[column], aggregate.mean[column]
+        lines.append(
+            f"| {column.label} | {iqm.value:.3f} [{iqm.low:.3f}, {iqm.high:.3f}] "
+            f"| {mean.value:.3f} [{mean.low:.3f}, {mean.high:.3f}] |"
+        )
+    return "\n".join(lines)
+
+
+def _aggregate_latex(aggregate: Aggregate, caption: str, label: str) -> str:
+    lines = [
+        r"\begin{table}[htbp]",
+        r"\centering",
+        rf"\caption{{{escape(caption)}}}",
+        rf"\label{{{label}}}",
+        r"\begin{tabular}{lrr}",
+        r"\toprule",
+        r"column & IQM [95\% CI] & mean [95\% CI] \\",
+        r"\midrule",
+    ]
+    for column in aggregate.columns:
+        iqm, mean = aggregate.iqm[column], aggregate.mean[column]
+        lines.append(
+            f"{escape(column.label)} & {iqm.value:.3f} [{iqm.low:.3f}, {iqm.high:.3f}] & "
+            f"{mean.value:.3f} [{mean.low:.3f}, {mean.high:.3f}] \\\\"
+        )
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def _aggregate_text(aggregate: Aggregate, metric: str) -> str:
+    text = (
+        f"Interquartile mean (IQM) and mean over instances of the final {METRIC_NAMES[metric]}, "
+        f"{NORMALISATION}; 95% stratified-bootstrap confidence intervals; "
+        f"{len(aggregate.instances)} instances x {aggregate.runs_per_instance} runs per column."
+    )
+    if aggregate.left_out_columns:
+        text += f" Columns without completed runs: {', '.join(column.label for column in aggregate.left_out_columns)}."
+    if aggregate.left_out:
+        left = "; ".join(f"{'/'.join(instance)} ({why})" for instance, why in aggregate.left_out.items())
+        text += f" Left out: {left}."
+    return text
+
+
+def build_report(
+    benchmark: Benchmark,
+    results_dir: Path | str,
+    out_dir: Path | str,
+    formats: Sequence[str] = FORMATS,
+    published: pd.DataFrame | None = None,
+    cell_status: Mapping[tuple[str, Instance], str] | None = None,
+    csv: bool = False,
+    figures: bool = True,
+    algorithms: Sequence[str] | None = None,
+    standalone: bool = True,
+) -> list[Path]:
+    """Write ``out_dir/<name>.md`` / ``.tex`` (and ``.csv``, figures, the marl-eval JSON);
+    return the written paths. ``algorithms`` names the columns when the benchmark says
+    ``registered`` (the caller knows the registry; see :func:`report_columns`)."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ConfigError(f"--format: expected a subset of {', '.join(FORMATS)}, found {', '.join(unknown)}")
+    cell_status = dict(cell_status or {})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    all_runs = load_results(results_dir)
+    columns = report_columns(benchmark, all_runs, cell_status, algorithms)
+    runs = select_runs(all_runs, benchmark, columns)
+    curves = select_runs(load_curves(results_dir), benchmark, columns)
+    name = benchmark.name
+    written: list[Path] = []
+
+    tables = {
+        metric: score_table(
+            runs,
+            metric,
+            columns,
+            benchmark.instances,
+            len(benchmark.seeds),
+            cell_status,
+            caption=f"{benchmark.title}: final {METRIC_NAMES[metric]}, mean ± std over seeds",
+            label=f"tab:{_label(name)}-{_label(metric)}",
+        )
+        for metric in benchmark.metrics
+    }
+    published_by_metric: dict[str, list[Table]] = {}
+    if published is not None and not published.empty:
+        for metric, table in published_tables(published, tables, benchmark, columns):
+            published_by_metric.setdefault(metric, []).append(table)
+    aggregate = aggregate_scores(runs, benchmark.metric, columns, benchmark.instances)
+
+    figure_list = _write_figures(benchmark, runs, curves, columns, aggregate, out_dir) if figures else []
+    written += [figure.path for figure in figure_list]
+
+    header = _header(benchmark)
+    if "md" in formats:
+        path = out_dir / f"{name}.md"
+        path.write_text(_markdown(benchmark, header, tables, published_by_metric, aggregate, figure_list))
+        written.append(path)
+    if "tex" in formats:
+        path = out_dir / f"{name}.tex"
+        body = _latex(benchmark, header, tables, published_by_metric, aggregate, figure_list)
+        path.write_text(standalone_document(body) if standalone else body + "\n")
+        written.append(path)
+    if csv:
+        path = out_dir / f"{name}.csv"
+        runs.to_csv(path, index=False)
+        written.append(path)
+    path = out_dir / f"{name}_marl_eval.json"
+    path.write_text(json.dumps(marl_eval_json(runs, curves, columns), indent=1) + "\n")
+    written.append(path)
+    return written
+
+
+@dataclass(frozen=True)
+class Figure:
+    path: Path
+    caption: str
+    width: float
+    """Fraction of the line width in the LaTeX document."""
+
+
+def _write_figures(
+    benchmark: Benchmark,
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    columns: Sequence[Column],
+    aggregate: Aggregate | None,
+    out_dir: Path,
+) -> list[Figure]:
+    name, metric = benchmark.name, METRIC_NAMES[benchmark.metric]
+    written = []
+    if not curves.empty:
+        path = out_dir / f"{name}_curves.png"
+        title = f"{benchmark.title}: evaluation {metric} during training"
+        learning_curves(curves, benchmark.metric, columns, benchmark.instances, path, title)
+        caption = f"Learning curves: evaluation {metric} against gradient step, mean (line) ± std (band) over seeds."
+        written.append(Figure(path, caption, 1.0))
+    alphas = _is_alpha_ablation(benchmark)
+    if alphas is not None and not runs.empty:
+        path = out_dir / f"{name}_alpha.png"
+        title = f"{benchmark.title}: final {metric} against α"
+        alpha_ablation(
+            runs, benchmark.metric, columns, {c: alphas[c.variant] for c in columns}, benchmark.instances, path, title
+        )
+        caption = f"Final {metric} against α (log scale), mean ± std over seeds, as in ComaDICE Figure 1."
+        written.append(Figure(path, caption, 1.0))
+    if aggregate is not None:
+        path = out_dir / f"{name}_aggregate.png"
+        aggregate_plot(aggregate, path, f"{benchmark.title}: aggregate over instances")
+        caption = f"IQM of the normalised final {metric} per column with its 95% stratified-bootstrap interval."
+        written.append(Figure(path, caption, 0.5))
+    return written
+
+
+def _header(benchmark: Benchmark) -> list[str]:
+    """Sentences above the tables (plain text; each format escapes them)."""
+    seeds = ", ".join(map(str, benchmark.seeds))
+    lines = [
+        f"Benchmark file {benchmark.path.name}" + (f"; mirrors {benchmark.mirrors}." if benchmark.mirrors else "."),
+        f"Profile {benchmark.profile}; seeds {seeds}.",
+        *(f"Metric {METRIC_NAMES[m]}: {METRIC_DESCRIPTIONS[m]}." for m in benchmark.metrics),
+    ]
+    if any(metric in PERCENT_METRICS for metric in benchmark.metrics):
+        lines.append("Win rates are in percent.")
+    return [*lines, LEGEND]
+
+
+def _markdown(benchmark, header, tables, published_by_metric, aggregate, figure_list) -> str:
+    parts = [f"# {benchmark.title}", "\n".join(line.replace("*", "\\*") for line in header)]
+    for metric, table in tables.items():
+        parts += [f"## {table.caption}", render_markdown(table)]
+        for published_table in published_by_metric.get(metric, []):
+            parts += [f"### {published_table.caption}", render_markdown(published_table)]
+    if aggregate is not None:
+        parts += ["## Aggregate over instances", _aggregate_text(aggregate, benchmark.metric)]
+        parts.append(_aggregate_markdown(aggregate))
+    if figure_list:
+        parts.append("## Figures")
+        parts += [f"![{figure.caption}]({figure.path.name})" for figure in figure_list]
+    return "\n\n".join(parts) + "\n"
+
+
+def _latex(benchmark, header, tables, published_by_metric, aggregate, figure_list) -> str:
+    parts = [rf"\section*{{{escape(benchmark.title)}}}", "\n".join(escape(line) for line in header)]
+    for metric, table in tables.items():
+        parts.append(render_latex(table))
+        parts += [render_latex(published_table) for published_table in published_by_metric.get(metric, [])]
+    if aggregate is not None:
+        parts.append(escape(_aggregate_text(aggregate, benchmark.metric)))
+        label = f"tab:{_label(benchmark.name)}-aggregate"
+        parts.append(_aggregate_latex(aggregate, f"{benchmark.title}: aggregate over instances", label))
+    for figure in figure_list:
+        parts.append(
+            "\\begin{figure}[htbp]\n\\centering\n"
+            f"\\includegraphics[width={figure.width}\\linewidth,height=0.8\\textheight,keepaspectratio]"
+            f"{{{figure.path.name}}}\n\\caption{{{escape(figure.caption)}}}\n\\end{{figure}}"
+        )
+    parts.append(r"\clearpage")
+    return "\n\n".join(parts)
