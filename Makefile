@@ -17,7 +17,7 @@ BENCH_FLAGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(SEEDS),--seeds $(SEED
 GEN_FLAGS = --generate-missing $(if $(filter smoke,$(PROFILE)),--generate-budget 3000 --generate-episodes 5)
 ABLATIONS = ablation_alpha ablation_fdiv ablation_mixer
 
-.PHONY: install test demo lint table1 table2 table3 ablations
+.PHONY: install test demo matrix lint table1 table2 table3 ablations
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/marlbench demo
+
+matrix: $(STAMP)
+	$(BIN)/marlbench demo --file benchmarks/matrix.yaml $(BENCH_FLAGS)
 
 # grid, then the report even when some trials could not run (the report shows them as missing);
 # the exit status is the grid's.

@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=_cmd_report)
 
     demo = commands.add_parser("demo", help="every registered algorithm on the matrix suite; writes reports/demo.md")
-    demo.add_argument("--file", type=Path, default=Path("benchmarks/matrix.yaml"))
+    demo.add_argument("--file", type=Path, default=Path("benchmarks/demo.yaml"))
     demo.add_argument("--results", type=Path, default=Path("results"))
     demo.add_argument("--out", type=Path, default=Path("reports"), help="the report goes to <out>/<name>.md")
     demo.add_argument("--data", type=Path, default=None)

@@ -29,10 +29,17 @@ def test_registered_means_every_algorithm_that_supports_the_action_space(tmp_pat
     assert set(plan.to_generate) == {("matrix", "xor", "ab"), ("matrix", "bandit", "gmm")}
 
 
-def test_the_shipped_demo_file_covers_every_matrix_dataset_and_every_algorithm():
+def test_the_shipped_matrix_file_covers_every_matrix_dataset_and_every_algorithm():
     benchmark = Benchmark.load(REPOSITORY / "benchmarks" / "matrix.yaml")
     suite = get_suite("matrix")
     expected = {("matrix", task, quality) for task, info in suite.tasks().items() for quality in info.qualities}
     assert set(benchmark.instances) == expected
     assert benchmark.algorithms is not None and set(benchmark.algorithms) == set(ALL_ALGORITHMS)
     assert set(all_algorithms()) <= set(ALL_ALGORITHMS)
+
+
+def test_the_demo_file_is_a_subset_of_the_matrix_file_with_every_algorithm():
+    demo = Benchmark.load(REPOSITORY / "benchmarks" / "demo.yaml")
+    matrix = Benchmark.load(REPOSITORY / "benchmarks" / "matrix.yaml")
+    assert demo.name == "demo" and set(demo.instances) < set(matrix.instances)
+    assert demo.algorithms == matrix.algorithms and demo.profile == matrix.profile

@@ -176,6 +176,7 @@ def test_two_by_two_markdown_and_latex_text(tmp_path: Path) -> None:
         "\\centering\n"
         "\\caption{Tiny table: final return}\n"
         "\\label{tab:tiny}\n"
+        "\\begin{adjustbox}{max width=\\linewidth, max totalheight=0.8\\textheight}\n"
         "\\begin{tabular}{llrr}\n"
         "\\toprule\n"
         "task & dataset & bc & comadice \\\\\n"
@@ -184,6 +185,7 @@ def test_two_by_two_markdown_and_latex_text(tmp_path: Path) -> None:
         " & expert & \\textbf{5.00 $\\pm$ 0.82} & 2.00 $\\pm$ 0.82 \\\\\n"
         "\\bottomrule\n"
         "\\end{tabular}\n"
+        "\\end{adjustbox}\n"
         "\\end{table}"
     )
 
@@ -255,6 +257,8 @@ def test_published_side_by_side(tmp_path: Path) -> None:
     assert "### Published: ComaDICE Table 3, p. 5, return" in text
     assert "| hopper | medium | — | 4.50 ± 0.50 (Δ -0.50) |" in text
     assert "|  | expert | 6.00 (Δ -1.00) | — |" in text
+    build_report(make_benchmark(), tmp_path / "none", tmp_path / "empty", published=published, figures=False)
+    assert "| hopper | medium | — | 4.50 ± 0.50 |" in (tmp_path / "empty" / "tiny.md").read_text()
     assert "The paper's table also reports: cfcql." in text
     assert "differ from the papers' where they do" in text
     assert "Published: InSPO" not in text  # a win-rate table is not part of a return benchmark

@@ -8,7 +8,15 @@ package imports neither torch nor any algorithm; every other cell is looked up i
 
 Published numbers (a ``load_published`` frame) are matched to our cells by instance, algorithm
 and variant (``alpha=10`` and ``alpha=10.0`` are the same variant) and shown as one table per
-published paper table: ``published mean ± std (Δ ours − published)``, win rates in percent.
+published paper table: ``published mean ± std (Δ ours − published)``, win rates in percent;
+Δ appears where we have a completed run. A separate table (rather than three numbers per cell)
+keeps the 11-column tables readable in both formats.
+
+Files: ``<name>.md``, ``<name>.tex`` (standalone, compiles by itself), ``<name>.csv`` (the
+benchmark's runs, one row each, on request), ``<name>_curves.png`` (learning curves),
+``<name>_alpha.png`` (only when the variants differ only in a numeric ``alpha``),
+``<name>_aggregate.png`` with an aggregate section (``marlbench.report.aggregate``) and
+``<name>_marl_eval.json`` (``marlbench.report.marl_eval``).
 """
 
 from __future__ import annotations
@@ -149,7 +157,7 @@ def published_tables(
         notes.append(ENVIRONMENT_NOTE)
         caption = (
             f"Published: {source}, {METRIC_NAMES[metric]}; each entry published mean ± std "
-            f"(Δ = ours − published; — where we have no completed run)"
+            f"(Δ = ours − published, where we have a completed run)"
         )
         label = f"tab:{_label(benchmark.name)}-{_label(paper)}-{_label(table_name)}"
         digits = ours[metric].digits
@@ -347,7 +355,14 @@ def _header(benchmark: Benchmark) -> list[str]:
     return [*lines, LEGEND]
 
 
-def _markdown(benchmark, header, tables, published_by_metric, aggregate, figure_list) -> str:
+def _markdown(
+    benchmark: Benchmark,
+    header: list[str],
+    tables: dict[str, Table],
+    published_by_metric: dict[str, list[Table]],
+    aggregate: Aggregate | None,
+    figure_list: list[Figure],
+) -> str:
     parts = [f"# {benchmark.title}", "\n".join(line.replace("*", "\\*") for line in header)]
     for metric, table in tables.items():
         parts += [f"## {table.caption}", render_markdown(table)]
@@ -362,7 +377,14 @@ def _markdown(benchmark, header, tables, published_by_metric, aggregate, figure_
     return "\n\n".join(parts) + "\n"
 
 
-def _latex(benchmark, header, tables, published_by_metric, aggregate, figure_list) -> str:
+def _latex(
+    benchmark: Benchmark,
+    header: list[str],
+    tables: dict[str, Table],
+    published_by_metric: dict[str, list[Table]],
+    aggregate: Aggregate | None,
+    figure_list: list[Figure],
+) -> str:
     parts = [rf"\section*{{{escape(benchmark.title)}}}", "\n".join(escape(line) for line in header)]
     for metric, table in tables.items():
         parts.append(render_latex(table))

@@ -62,17 +62,22 @@ def learning_curves(
     title: str,
 ) -> Path:
     """One panel per instance: mean and shaded std over seeds of the evaluation score per step."""
-    curves = curves.assign(score=score_column(curves, metric))
+    curves = curves.assign(score=score_column(curves, metric)).dropna(subset=["score"])
     figure, axes = _panels(len(instances))
-    colours = plt.get_cmap("tab20" if len(columns) > 10 else "tab10")
+    present = set(zip(curves["algo"], curves["variant"], strict=True))
+    plotted = [column for column in columns if (column.algo, column.variant) in present]
+    palette = plt.get_cmap("tab10" if len(plotted) <= 10 else "tab20")
+    colours = {column: palette(index % palette.N) for index, column in enumerate(plotted)}
     for axis, instance in zip(axes, instances, strict=True):
         here = _instance_rows(curves, instance)
-        for index, column in enumerate(columns):
+        if here.empty:
+            axis.text(0.5, 0.5, "no runs", ha="center", va="center", transform=axis.transAxes, color="grey")
+        for column in plotted:
             runs = here[(here["algo"] == column.algo) & (here["variant"] == column.variant)]
             if runs.empty:
                 continue
             by_step = runs.groupby("step")["score"].agg(mean="mean", std=lambda s: float(np.std(s)))
-            colour = colours(index % colours.N)
+            colour = colours[column]
             axis.plot(by_step.index, by_step["mean"], color=colour, label=column.label, linewidth=1.2)
             axis.fill_between(
                 by_step.index,

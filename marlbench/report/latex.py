@@ -3,16 +3,19 @@
 Same :class:`~marlbench.report.tables.Table` as the markdown output: ``\\textbf{}`` for the best
 of a row, ``$^*$`` for entries not significantly different from it, ``$^\\dagger$`` for entries
 that could not be tested, ``\\pm`` between mean and std, rows grouped by task with a
-``\\midrule`` between groups. A table with more than four data columns is shrunk to the line
-width when it is wider (``\\resizebox``, package graphicx), never enlarged. The standalone
-document (the written ``.tex``) needs only geometry, booktabs and graphicx (TeX Live's
-``texlive-latex-base`` and ``texlive-latex-recommended``).
+``\\midrule`` between groups (none between two consecutive one-row groups, such as SMACv2's
+scenarios). Every tabular sits in an ``adjustbox`` that shrinks it to the line width and to 80%
+of the text height when it is larger and never enlarges it, so the 39-row and 11-column tables
+fit a page. Packages: booktabs, adjustbox, graphicx (figures) and geometry (standalone
+document); on Debian ``texlive-latex-base``, ``texlive-latex-recommended`` and
+``texlive-latex-extra`` (adjustbox).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 
 from marlbench.report.tables import Cell, Table
 
@@ -42,9 +45,8 @@ _ESCAPES = {
     "×": r"$\times$",
 }
 _ESCAPE_PATTERN = re.compile("|".join(re.escape(char) for char in _ESCAPES))
-SCALE_ABOVE_COLUMNS = 4
-# Shrinks a tabular wider than the line to the line width; never enlarges a narrow one.
-SHRINK_TO_LINE_WIDTH = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}"
+# Shrinks a tabular wider than the line or taller than most of the page; never enlarges one.
+SHRINK_TO_PAGE = r"\begin{adjustbox}{max width=\linewidth, max totalheight=0.8\textheight}"
 
 
 def escape(text: str) -> str:
@@ -67,7 +69,9 @@ def cell_latex(cell: Cell, digits: int) -> str:
         text = _number(cell.mean, digits)
         if not math.isnan(cell.std):
             text += rf" $\pm$ {_number(cell.std, digits)}"
-        delta = "---" if cell.delta is None else f"{cell.delta:+.{digits}f}".replace("-", "$-$")
+        if cell.delta is None:
+            return text
+        delta = f"{cell.delta:+.{digits}f}".replace("-", "$-$")
         return rf"{text} ($\Delta$ {delta})"
     text = rf"{_number(cell.mean, digits)} $\pm$ {_number(cell.std, digits)}"
     if cell.bold:
@@ -85,19 +89,19 @@ def render_latex(table: Table) -> str:
     spec = "ll" + "r" * len(table.columns)
     headings = ["task", "dataset"] + [escape(column.label) for column in table.columns]
     body = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(headings) + r" \\", r"\midrule"]
+    group_sizes = Counter(table.row_label(instance)[0] for instance in table.instances)
     previous_task = None
     for instance in table.instances:
         task, quality = table.row_label(instance)
-        if previous_task is not None and task != previous_task:
+        starts_group = previous_task is not None and task != previous_task
+        if starts_group and max(group_sizes[task], group_sizes[previous_task]) > 1:
             body.append(r"\midrule")
         entries = [cell_latex(table.cells[(instance, column)], table.digits) for column in table.columns]
         shown_task = escape(task) if task != previous_task else ""
         body.append(" & ".join([shown_task, escape(quality), *entries]) + r" \\")
         previous_task = task
     body += [r"\bottomrule", r"\end{tabular}"]
-    tabular = "\n".join(body)
-    if len(table.columns) > SCALE_ABOVE_COLUMNS:
-        tabular = SHRINK_TO_LINE_WIDTH + "{%\n" + tabular + "\n}"
+    tabular = "\n".join([SHRINK_TO_PAGE, *body, r"\end{adjustbox}"])
     lines = [
         r"\begin{table}[htbp]",
         r"\centering",
@@ -121,6 +125,7 @@ def standalone_document(body: str) -> str:
             r"\usepackage[T1]{fontenc}",
             r"\usepackage[landscape,margin=1.5cm]{geometry}",
             r"\usepackage{booktabs}",
+            r"\usepackage{adjustbox}",
             r"\usepackage{graphicx}",
             r"\begin{document}",
             body,

@@ -283,8 +283,7 @@ def cell_markdown(cell: Cell, digits: int) -> str:
         text = _format(cell.mean, digits)
         if not np.isnan(cell.std):
             text += f" ± {_format(cell.std, digits)}"
-        delta = "—" if cell.delta is None else f"{cell.delta:+.{digits}f}"
-        return f"{text} (Δ {delta})"
+        return text if cell.delta is None else f"{text} (Δ {cell.delta:+.{digits}f})"
     text = f"{_format(cell.mean, digits)} ± {_format(cell.std, digits)}"
     if cell.bold:
         text = f"**{text}**"
