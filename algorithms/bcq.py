@@ -83,10 +83,8 @@ method does not guarantee.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -95,9 +93,8 @@ from torch import nn
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.nets import AgentMLP, CategoricalPolicy, LinearMixer
+from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
-
-ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @dataclass
@@ -189,11 +186,11 @@ class BCQ(Algorithm):
         super().__init__(spec, config, device)
         n, hidden, shared = spec.n_agents, config.hidden, config.shared_parameters
         self.mixer = LinearMixer(n, spec.state_dim, config.mixer_hidden).to(device)
-        self.mixer_target = self._frozen_copy(self.mixer)
+        self.mixer_target = frozen_copy(self.mixer)
         if spec.discrete:
             assert spec.n_actions is not None
             self.q_net = AgentMLP(n, spec.obs_dim, spec.n_actions, hidden, shared=shared).to(device)
-            self.q_target = self._frozen_copy(self.q_net)
+            self.q_target = frozen_copy(self.q_net)
             self.generative = CategoricalPolicy(n, spec.obs_dim, spec.n_actions, hidden, shared=shared).to(device)
             critics: list[nn.Module] = [self.q_net, self.mixer]
             actor_side: list[nn.Module] = [self.generative]
@@ -203,10 +200,10 @@ class BCQ(Algorithm):
             q_in = spec.obs_dim + spec.action_dim
             self.q1_net = AgentMLP(n, q_in, 1, hidden, shared=shared).to(device)
             self.q2_net = AgentMLP(n, q_in, 1, hidden, shared=shared).to(device)
-            self.q1_target = self._frozen_copy(self.q1_net)
-            self.q2_target = self._frozen_copy(self.q2_net)
+            self.q1_target = frozen_copy(self.q1_net)
+            self.q2_target = frozen_copy(self.q2_net)
             self.perturbation = AgentMLP(n, q_in, spec.action_dim, hidden, shared=shared).to(device)
-            self.perturbation_target = self._frozen_copy(self.perturbation)
+            self.perturbation_target = frozen_copy(self.perturbation)
             latent_dim = config.latent_dim or 2 * spec.action_dim
             self.vae = ConditionalVAE(spec, config.vae_hidden, latent_dim, config.latent_clip, shared).to(device)
             critics = [self.q1_net, self.q2_net, self.mixer]
@@ -227,12 +224,6 @@ class BCQ(Algorithm):
         )
         self._online_params = [p for online, _ in tracked for p in online.parameters()]
         self._target_params = [p for _, target in tracked for p in target.parameters()]
-
-    @staticmethod
-    def _frozen_copy(module: ModuleT) -> ModuleT:
-        target = copy.deepcopy(module)
-        target.requires_grad_(False)
-        return target
 
     def _perturb(self, network: AgentMLP, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """BCQ's perturbation: ``a + Phi * max_action * tanh(xi(o, a))``, clamped to the action box."""

@@ -29,7 +29,6 @@ true inverse derivative (see ``marlbench.divergences``).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +39,7 @@ from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.divergences import DivergenceName, get_divergence
 from marlbench.nets import AgentMLP, DecentralisedPolicy, make_mixer
+from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
 
 
@@ -90,8 +90,8 @@ class ComaDICE(Algorithm):
         self.q = LocalQ(spec, config.hidden).to(device)
         self.mixer = make_mixer(config.mixer, spec.n_agents, spec.state_dim, **mixer_size).to(device)
         self.policy = DecentralisedPolicy(spec, config.hidden).to(device)
-        self.target_nu = copy.deepcopy(self.nu).requires_grad_(False)
-        self.target_mixer = copy.deepcopy(self.mixer).requires_grad_(False)
+        self.target_nu = frozen_copy(self.nu)
+        self.target_mixer = frozen_copy(self.mixer)
         self.groups = {
             "q": list(self.q.parameters()),
             "nu": list(self.nu.parameters()) + list(self.mixer.parameters()),

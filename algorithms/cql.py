@@ -65,10 +65,9 @@ before this step's update (CQL's code updates the actor first, too).
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -77,9 +76,8 @@ from torch import nn
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.nets import AgentMLP, LinearMixer, TanhGaussianPolicy
+from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
-
-ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @dataclass
@@ -119,7 +117,7 @@ class CQL(Algorithm):
         super().__init__(spec, config, device)
         n, hidden, shared = spec.n_agents, config.hidden, config.shared_parameters
         self.mixer = LinearMixer(n, spec.state_dim, config.mixer_hidden).to(device)
-        self.mixer_target = self._frozen_copy(self.mixer)
+        self.mixer_target = frozen_copy(self.mixer)
         if spec.discrete:
             assert spec.n_actions is not None
             self.q_nets = nn.ModuleList([AgentMLP(n, spec.obs_dim, spec.n_actions, hidden, shared=shared)]).to(device)
@@ -149,16 +147,10 @@ class CQL(Algorithm):
                 [self.log_entropy_coef],
             ]
             rates = [config.q_learning_rate, config.policy_learning_rate, config.policy_learning_rate]
-        self.q_targets = self._frozen_copy(self.q_nets)
+        self.q_targets = frozen_copy(self.q_nets)
         self.optimizer = torch.optim.Adam([{"params": p, "lr": lr} for p, lr in zip(groups, rates, strict=True)])
         self._online_params = list(self.q_nets.parameters()) + list(self.mixer.parameters())
         self._target_params = list(self.q_targets.parameters()) + list(self.mixer_target.parameters())
-
-    @staticmethod
-    def _frozen_copy(module: ModuleT) -> ModuleT:
-        target = copy.deepcopy(module)
-        target.requires_grad_(False)
-        return target
 
     def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         if self.spec.discrete:

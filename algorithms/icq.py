@@ -57,7 +57,6 @@ return, mean over 5 seeds, BC's in brackets): XOR {AB} 1.00 (1.00), {AB, BA} 0.0
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -65,6 +64,7 @@ import torch
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.nets import AgentMLP, DecentralisedPolicy, LinearMixer
+from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
 
 
@@ -124,8 +124,8 @@ class ICQ(Algorithm):
         self.mixer = LinearMixer(n, spec.state_dim, config.mixer_hidden).to(device)
         self.policy = DecentralisedPolicy(spec, hidden, shared=shared).to(device)
         self.behaviour = DecentralisedPolicy(spec, hidden, shared=shared).to(device)
-        self.q_target = copy.deepcopy(self.q_net).requires_grad_(False)
-        self.mixer_target = copy.deepcopy(self.mixer).requires_grad_(False)
+        self.q_target = frozen_copy(self.q_net)
+        self.mixer_target = frozen_copy(self.mixer)
         self._groups = [
             list(self.q_net.parameters()) + list(self.mixer.parameters()),
             list(self.policy.parameters()),

@@ -105,7 +105,6 @@ Measured on the matrix suite (``matrix/*`` table, see the class comment; standar
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -119,6 +118,7 @@ from marlbench.data.sampler import Batch
 from marlbench.errors import ConfigError
 from marlbench.nets import AgentLinear, CategoricalPolicy, TanhGaussianPolicy, mlp
 from marlbench.nets.policies import ATANH_EPS
+from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
 
 UpdateOrder = Literal["random", "fixed", "semi-greedy", "simultaneous"]
@@ -342,7 +342,7 @@ class InSPO(Algorithm):
         self.ar_behaviour = AutoregressiveBehaviour(n, spec.state_dim, action_width, behaviour_out, config.ar_hidden)
         for module in (self.critics, self.policies, self.behaviour, self.ar_behaviour):
             module.to(device)
-        self.critic_targets = copy.deepcopy(self.critics).requires_grad_(False)
+        self.critic_targets = frozen_copy(self.critics)
         self.log_alpha = torch.tensor(math.log(config.alpha), device=device, requires_grad=config.auto_alpha)
 
         self.behaviour_optimizer = torch.optim.Adam(

@@ -77,7 +77,6 @@ policy; means over 5 seeds, see tests/test_omar.py):
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -86,6 +85,7 @@ import torch
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.nets import AgentMLP
+from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -165,9 +165,9 @@ class OMAR(Algorithm):
         self.q1 = AgentMLP(n, critic_in, critic_out, hidden, shared=shared).to(device)
         self.q2 = AgentMLP(n, critic_in, critic_out, hidden, shared=shared).to(device)
         self.policy = AgentMLP(n, spec.obs_dim, policy_out, hidden, shared=shared).to(device)
-        self.q1_target = copy.deepcopy(self.q1).requires_grad_(False)
-        self.q2_target = copy.deepcopy(self.q2).requires_grad_(False)
-        self.policy_target = copy.deepcopy(self.policy).requires_grad_(False)
+        self.q1_target = frozen_copy(self.q1)
+        self.q2_target = frozen_copy(self.q2)
+        self.policy_target = frozen_copy(self.policy)
         self._critic_params = list(self.q1.parameters()) + list(self.q2.parameters())
         self.critic_optimizer = torch.optim.Adam(self._critic_params, lr=config.critic_learning_rate, fused=True)
         self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.policy_learning_rate, fused=True)

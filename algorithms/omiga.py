@@ -69,10 +69,8 @@ pi_i(B) = mu_i(B) e^{+-0.1} / Z, so the expected returns are about 0, 0.21 and 0
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -82,10 +80,10 @@ from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.nets import AgentMLP, CategoricalPolicy, LinearMixer, TanhGaussianPolicy
 from marlbench.nets.policies import ATANH_EPS
+from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @dataclass
@@ -139,9 +137,9 @@ class OMIGA(Algorithm):
         self.mixer = LinearMixer(n, spec.state_dim, config.mixer_hidden)
         for module in (self.q_net, self.policy, self.v_net, self.mixer):
             module.to(device)
-        self.q_target = self._frozen_copy(self.q_net)
-        self.v_target = self._frozen_copy(self.v_net)
-        self.mixer_target = self._frozen_copy(self.mixer)
+        self.q_target = frozen_copy(self.q_net)
+        self.v_target = frozen_copy(self.v_net)
+        self.mixer_target = frozen_copy(self.mixer)
 
         # One Adam (fused kernel) with a parameter group per learning rate of Table 5; Adam is
         # per-parameter, so this equals the reference's three optimisers.
@@ -163,12 +161,6 @@ class OMIGA(Algorithm):
         targets = (self.q_target, self.v_target, self.mixer_target)
         self._online_params = [p for m in online for p in m.parameters()]
         self._target_params = [p for m in targets for p in m.parameters()]
-
-    @staticmethod
-    def _frozen_copy(module: ModuleT) -> ModuleT:
-        target = copy.deepcopy(module)
-        target.requires_grad_(False)
-        return target
 
     # The hot path calls the layers of AgentMLP / LinearMixer functionally: the same
     # parameters and the same arithmetic as their forward(), without per-module call

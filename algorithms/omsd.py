@@ -124,7 +124,6 @@ on an RTX 3090 for 2-agent HalfCheetah (Appendix C).
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -137,6 +136,7 @@ from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.errors import ConfigError
 from marlbench.nets import AgentLinear, AgentMLP
+from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
 
 Decomposition = Literal["sequential", "independent", "factorized"]
@@ -366,7 +366,7 @@ class OMSD(Algorithm):
         )
 
         self.critic = _TwinCritic(n_critics, critic_in, config.critic_hidden).to(device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_target = frozen_copy(self.critic)
         self.value = AgentMLP(n_critics, spec.state_dim, 1, config.critic_hidden, agent_id=False, shared=False).to(
             device
         )

@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from tensor_helpers import set_constant_mixer, set_constant_output
 
 from algorithms.bcq import BCQ, BCQConfig, allowed_actions, soft_clipped_double_q, vae_loss
 from marlbench.data.sampler import Batch
@@ -22,22 +23,6 @@ CONTINUOUS = EnvSpec(
     n_agents=2, obs_dim=3, state_dim=4, action_type="continuous", action_dim=2, episode_limit=1,
     action_low=-2.0, action_high=2.0,
 )  # fmt: skip
-
-
-def _set_constant_output(net: torch.nn.Module, values: list[float]) -> None:
-    """Zero the last linear layer's weight so the network outputs ``values`` for every input."""
-    last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(torch.tensor(values))
-
-
-def _set_constant_mixer(mixer, weights: list[float], bias: float) -> None:
-    with torch.no_grad():
-        mixer.weight_head.weight.zero_()
-        mixer.weight_head.bias.copy_(torch.tensor(weights))
-        mixer.bias_head.weight.zero_()
-        mixer.bias_head.bias.fill_(bias)
 
 
 def _batch(spec: EnvSpec, actions: torch.Tensor, reward, terminal, avail=None, next_avail=None) -> Batch:
@@ -74,11 +59,11 @@ def test_discrete_target_takes_the_allowed_argmax_valued_by_the_target_network()
     1/2 and 1) and the online argmax 1 gives Q'_i(1) = 7. Mixer w = |(-0.5, 2)|, b = 0.3."""
     gamma = 0.9
     algo = BCQ(DISCRETE, BCQConfig(gamma=gamma, hidden=(8,), mixer_hidden=4), torch.device("cpu"))
-    _set_constant_output(algo.q_net, [1.0, 5.0, 3.0])
-    _set_constant_output(algo.q_target, [2.0, 7.0, 4.0])
-    _set_constant_output(algo.generative.net, [math.log(0.7), math.log(0.1), math.log(0.2)])
+    set_constant_output(algo.q_net, [1.0, 5.0, 3.0])
+    set_constant_output(algo.q_target, [2.0, 7.0, 4.0])
+    set_constant_output(algo.generative.net, [math.log(0.7), math.log(0.1), math.log(0.2)])
     for mixer in (algo.mixer, algo.mixer_target):
-        _set_constant_mixer(mixer, [-0.5, 2.0], 0.3)
+        set_constant_mixer(mixer, [-0.5, 2.0], 0.3)
     actions = torch.tensor([[0, 1], [2, 2]])
     all_avail = torch.ones(2, 2, 3, dtype=torch.bool)
     next_avail = all_avail.clone()
@@ -101,8 +86,8 @@ def test_discrete_target_takes_the_allowed_argmax_valued_by_the_target_network()
 
 def test_greedy_policy_respects_the_constraint_and_availability():
     algo = BCQ(DISCRETE, BCQConfig(hidden=(8,)), torch.device("cpu"))
-    _set_constant_output(algo.q_net, [1.0, 5.0, 3.0])
-    _set_constant_output(algo.generative.net, [math.log(0.7), math.log(0.1), math.log(0.2)])
+    set_constant_output(algo.q_net, [1.0, 5.0, 3.0])
+    set_constant_output(algo.generative.net, [math.log(0.7), math.log(0.1), math.log(0.2)])
     obs = torch.ones(2, 2, 1)
     avail = torch.ones(2, 2, 3, dtype=torch.bool)
     avail[1, 1, 0] = False  # only {1, 2} available: ratios 1/2 and 1, both allowed -> argmax Q = 1
@@ -133,7 +118,7 @@ def test_vae_and_perturbation_shapes_and_bounds():
     repeated, candidates = algo._candidates(obs, algo.perturbation)
     assert repeated.shape == (5, 7, 2, 3) and candidates.shape == (5, 7, 2, 2)
     actions = torch.tensor([[[1.95, -1.0], [0.0, -1.99]]]).expand(5, -1, -1)
-    _set_constant_output(algo.perturbation, [100.0, -100.0])  # tanh saturates at +-1
+    set_constant_output(algo.perturbation, [100.0, -100.0])  # tanh saturates at +-1
     perturbed = algo._perturb(algo.perturbation, obs, actions)
     expected = torch.tensor([[[2.0, -1.1], [0.1, -2.0]]]).expand(5, -1, -1)
     torch.testing.assert_close(perturbed, expected)
@@ -148,12 +133,12 @@ def test_continuous_target_soft_clips_the_local_critics():
     candidate, so y = r + gamma (1 - d) (sum_i w'_i 2.5 + b'); online critics constant 1 and 3."""
     gamma = 0.9
     algo = BCQ(CONTINUOUS, BCQConfig(gamma=gamma, hidden=(8,), vae_hidden=(8,)), torch.device("cpu"))
-    _set_constant_output(algo.q1_target, [2.0])
-    _set_constant_output(algo.q2_target, [4.0])
-    _set_constant_output(algo.q1_net, [1.0])
-    _set_constant_output(algo.q2_net, [3.0])
+    set_constant_output(algo.q1_target, [2.0])
+    set_constant_output(algo.q2_target, [4.0])
+    set_constant_output(algo.q1_net, [1.0])
+    set_constant_output(algo.q2_net, [3.0])
     for mixer in (algo.mixer, algo.mixer_target):
-        _set_constant_mixer(mixer, [0.5, -1.5], -0.2)
+        set_constant_mixer(mixer, [0.5, -1.5], -0.2)
     actions = torch.zeros(3, 2, 2)
     losses = algo.update(_batch(CONTINUOUS, actions, [1.0, 0.0, -1.0], [0.0, 1.0, 0.0]), step=1)
     w_sum, b = 2.0, -0.2

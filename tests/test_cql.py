@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from tensor_helpers import set_constant_mixer, set_constant_output
 
 from algorithms.cql import CQL, CQLConfig, discrete_cql_gap, sampled_logsumexp
 from marlbench.data.sampler import Batch
@@ -21,22 +22,6 @@ from marlbench.train import train
 
 DISCRETE = EnvSpec(n_agents=2, obs_dim=1, state_dim=1, action_type="discrete", n_actions=3, episode_limit=1)
 CONTINUOUS = EnvSpec(n_agents=2, obs_dim=3, state_dim=4, action_type="continuous", action_dim=1, episode_limit=1)
-
-
-def _set_constant_output(net: torch.nn.Module, values: list[float]) -> None:
-    """Zero the last linear layer's weight so the network outputs ``values`` for every input."""
-    last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(torch.tensor(values))
-
-
-def _set_constant_mixer(mixer, weights: list[float], bias: float) -> None:
-    with torch.no_grad():
-        mixer.weight_head.weight.zero_()
-        mixer.weight_head.bias.copy_(torch.tensor(weights))
-        mixer.bias_head.weight.zero_()
-        mixer.bias_head.bias.fill_(bias)
 
 
 def _batch(spec: EnvSpec, actions: torch.Tensor, reward, terminal, avail=None, next_avail=None) -> Batch:
@@ -80,7 +65,7 @@ def test_sampled_logsumexp_estimates_the_integral_from_uniform_and_policy_sample
     log_uniform = torch.full_like(uniform, math.log(0.5))
     assert sampled_logsumexp(uniform, log_uniform).item() == pytest.approx(exact, abs=0.02)
     policy = TanhGaussianPolicy(1, 1, 1, hidden=(4,))
-    _set_constant_output(policy.net, [0.3, math.log(0.8)])  # pre-tanh mean 0.3, std 0.8
+    set_constant_output(policy.net, [0.3, math.log(0.8)])  # pre-tanh mean 0.3, std 0.8
     actions, log_prob = policy.sample(torch.ones(20000, 1, 1))  # [K, N=1, A=1], [K, N=1]
     estimate = sampled_logsumexp(actions[..., 0].unsqueeze(0), log_prob.unsqueeze(0))
     assert estimate.item() == pytest.approx(exact, abs=0.03)
@@ -94,10 +79,10 @@ def test_discrete_losses_by_hand():
     unavailable at o' (next value max(0, 1) = 1)."""
     gamma, alpha = 0.9, 1.0
     algo = CQL(DISCRETE, CQLConfig(gamma=gamma, alpha=alpha, hidden=(8,), mixer_hidden=4), torch.device("cpu"))
-    _set_constant_output(algo.q_nets[0], [1.0, 2.0, 3.0])
-    _set_constant_output(algo.q_targets[0], [4.0, 0.0, 1.0])
+    set_constant_output(algo.q_nets[0], [1.0, 2.0, 3.0])
+    set_constant_output(algo.q_targets[0], [4.0, 0.0, 1.0])
     for mixer in (algo.mixer, algo.mixer_target):
-        _set_constant_mixer(mixer, [-0.5, 2.0], 0.3)
+        set_constant_mixer(mixer, [-0.5, 2.0], 0.3)
     actions = torch.tensor([[0, 1], [2, 2]])
     avail = torch.ones(2, 2, 3, dtype=torch.bool)
     avail[0, :, 2] = False
@@ -120,7 +105,7 @@ def test_discrete_losses_by_hand():
 
 def test_discrete_greedy_policy_puts_zero_probability_on_unavailable_actions():
     algo = CQL(DISCRETE, CQLConfig(hidden=(8,)), torch.device("cpu"))
-    _set_constant_output(algo.q_nets[0], [1.0, 2.0, 3.0])
+    set_constant_output(algo.q_nets[0], [1.0, 2.0, 3.0])
     obs, avail = torch.ones(1, 2, 1), torch.tensor([[[True, True, True], [True, True, False]]])
     assert algo.act(obs, avail).tolist() == [[2, 1]]
     assert algo.action_probs(obs, avail).tolist() == [[[0, 0, 1], [0, 1, 0]]]
@@ -136,9 +121,9 @@ def test_continuous_losses_with_action_independent_critics():
     config = CQLConfig(gamma=gamma, hidden=(8,), mixer_hidden=4, n_action_samples=2000)
     algo = CQL(CONTINUOUS, config, torch.device("cpu"))
     for net, value in zip([*algo.q_nets, *algo.q_targets], [1.0, 3.0, 2.0, 5.0], strict=True):
-        _set_constant_output(net, [value])
+        set_constant_output(net, [value])
     for mixer in (algo.mixer, algo.mixer_target):
-        _set_constant_mixer(mixer, [0.5, -1.5], -0.2)
+        set_constant_mixer(mixer, [0.5, -1.5], -0.2)
     reward, terminal = [1.0, 0.0], [0.0, 1.0]
     losses = algo.update(_batch(CONTINUOUS, torch.zeros(2, 2, 1), reward, terminal), step=1)
     w_sum, b = 2.0, -0.2

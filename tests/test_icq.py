@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from tensor_helpers import set_constant_output
 
 from algorithms.icq import ICQ, ICQConfig, batch_softmax_weights, icq_td_target
 from marlbench.data.sampler import Batch
@@ -20,14 +21,6 @@ from marlbench.train import RunRequest, train
 TWO_AGENTS_TWO_ACTIONS = EnvSpec(
     n_agents=2, obs_dim=1, state_dim=1, action_type="discrete", n_actions=2, episode_limit=1
 )
-
-
-def _set_constant_output(net: torch.nn.Module, values: list[float]) -> None:
-    """Zero the last linear layer's weight so the network outputs ``values`` for every input."""
-    last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(torch.tensor(values))
 
 
 def _batch(actions, reward, terminal, avail=None, next_avail=None) -> Batch:
@@ -78,9 +71,9 @@ def test_one_update_matches_a_hand_computation():
     config = ICQConfig(gamma=gamma, critic_alpha=alpha, actor_alpha=alpha, hidden=(8,))
     algo = ICQ(TWO_AGENTS_TWO_ACTIONS, config, torch.device("cpu"))
     q_values, w_raw, bias = [1.0, 3.0], [-0.5, 2.0], 0.3
-    _set_constant_output(algo.q_net, q_values)
-    _set_constant_output(algo.policy.net, [0.0, 0.0])
-    _set_constant_output(algo.behaviour.net, [-50.0, 50.0])
+    set_constant_output(algo.q_net, q_values)
+    set_constant_output(algo.policy.net, [0.0, 0.0])
+    set_constant_output(algo.behaviour.net, [-50.0, 50.0])
     for mixer in (algo.mixer, algo.mixer_target):
         with torch.no_grad():
             mixer.weight_head.weight.zero_()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from tensor_helpers import set_constant_output
 
 import algorithms.inspo as inspo_module
 from algorithms.inspo import (
@@ -113,14 +114,6 @@ def test_tanh_gaussian_density_equals_the_policy_network():
 # ----------------------------------------------------------------------------- the algorithm on hand-set networks
 
 
-def _set_constant_output(net: torch.nn.Module, values: list[float]) -> None:
-    """Zero the last linear layer's weight so the network outputs ``values`` for every input."""
-    last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(torch.tensor(values))
-
-
 def _batch(actions, reward, terminal, obs_dim: int = 1, avail=None) -> Batch:
     rows, agents = len(actions), len(actions[0])
     obs, state = torch.ones(rows, agents, obs_dim), torch.ones(rows, 1)
@@ -192,10 +185,10 @@ def test_one_iteration_matches_equations_24_and_20():
     q_online, q_target = [[0.2, 1.1], [0.4, -0.3]], [[0.5, 1.5], [-1.0, 0.25]]
     pi, mu = [[0.3, 0.7], [0.6, 0.4]], [[0.5, 0.5], [0.9, 0.1]]
     for i in range(2):
-        _set_constant_output(algo.critics[i], q_online[i])
-        _set_constant_output(algo.critic_targets[i], q_target[i])
-        _set_constant_output(algo.policies[i], [math.log(p) for p in pi[i]])
-        _set_constant_output(algo.behaviour[i], [math.log(p) for p in mu[i]])
+        set_constant_output(algo.critics[i], q_online[i])
+        set_constant_output(algo.critic_targets[i], q_target[i])
+        set_constant_output(algo.policies[i], [math.log(p) for p in pi[i]])
+        set_constant_output(algo.behaviour[i], [math.log(p) for p in mu[i]])
     batch = _batch([[0, 1]] * 4, [1.0] * 4, [0.0] * 4)
     losses = algo.update(batch, step=2)
     alpha, beta, gamma = 0.5, 2.0, 0.9
@@ -247,9 +240,9 @@ def test_semi_greedy_updates_the_agent_with_the_largest_expected_advantage_first
     spec = EnvSpec(3, 1, 1, "discrete", 1, n_actions=2)
     algo = InSPO(spec, config, torch.device("cpu"))
     for i, gap in enumerate((0.1, 2.0, 0.5)):  # agent 1 gains the most by moving to action B
-        _set_constant_output(algo.critic_targets[i], [0.0, gap])
-        _set_constant_output(algo.policies[i], [0.0, 0.0])
-        _set_constant_output(algo.behaviour[i], [0.0, 0.0])
+        set_constant_output(algo.critic_targets[i], [0.0, gap])
+        set_constant_output(algo.policies[i], [0.0, 0.0])
+        set_constant_output(algo.behaviour[i], [0.0, 0.0])
     batch = _batch([[0, 1, 0], [1, 0, 1]] * 8, [0.0] * 16, [1.0] * 16)
     behaviour = [algo._dist(algo.behaviour, i, batch.obs, batch.avail) for i in range(3)]
     for _ in range(5):

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tensor_helpers import set_constant_output
 
 from algorithms.omiga import OMIGA, OMIGAConfig
 from marlbench.algorithm import resolve_config
@@ -21,14 +22,6 @@ from marlbench.train import train
 TWO_AGENTS_TWO_ACTIONS = EnvSpec(
     n_agents=2, obs_dim=1, state_dim=1, action_type="discrete", n_actions=2, episode_limit=1
 )
-
-
-def _set_constant_output(net: torch.nn.Module, values: list[float]) -> None:
-    """Zero the last linear layer's weight so the network outputs ``values`` for every input."""
-    last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(torch.tensor(values))
 
 
 def _batch(actions, reward, terminal, avail=None) -> Batch:
@@ -61,9 +54,9 @@ def test_losses_match_a_hand_computation():
     alpha, gamma = 0.25, 0.9
     algo = OMIGA(TWO_AGENTS_TWO_ACTIONS, OMIGAConfig(alpha=alpha, gamma=gamma, hidden=(8,)), torch.device("cpu"))
     q_values, v_value, w_raw, bias = [1.0, 4.0], 2.0, [-0.5, 2.0], 0.3
-    _set_constant_output(algo.q_net, q_values)
-    _set_constant_output(algo.v_net, [v_value])
-    _set_constant_output(algo.policy.net, [0.0, 0.0])
+    set_constant_output(algo.q_net, q_values)
+    set_constant_output(algo.v_net, [v_value])
+    set_constant_output(algo.policy.net, [0.0, 0.0])
     with torch.no_grad():
         algo.mixer.weight_head.weight.zero_()
         algo.mixer.weight_head.bias.copy_(torch.tensor(w_raw))
@@ -109,8 +102,8 @@ def test_value_objective_is_stationary_at_the_self_normalising_value():
     gradients = []
     for v_value in (v_star, v_star + 0.5):
         algo = OMIGA(TWO_AGENTS_TWO_ACTIONS, OMIGAConfig(alpha=alpha, hidden=(8,)), torch.device("cpu"))
-        _set_constant_output(algo.q_target, q_values)
-        _set_constant_output(algo.v_net, [v_value])
+        set_constant_output(algo.q_target, q_values)
+        set_constant_output(algo.v_net, [v_value])
         with torch.no_grad():
             algo.mixer_target.weight_head.weight.zero_()
             algo.mixer_target.weight_head.bias.fill_(w)
