@@ -33,12 +33,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch.func import functional_call
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.divergences import DivergenceName, get_divergence
-from marlbench.nets import AgentMLP, DecentralisedPolicy, make_mixer
+from marlbench.nets import AgentMLP, DecentralisedPolicy, TanhGaussianPolicy, make_mixer
+from marlbench.nets.hotpath import (
+    GroupedGradClip,
+    categorical_log_prob,
+    flat_mlp,
+    tanh_gaussian_log_prob,
+    with_agent_ids,
+)
 from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
 
@@ -59,23 +65,6 @@ class ComaDICEConfig(AlgorithmConfig):
     grad_clip: float = 1.0
 
 
-class LocalQ(torch.nn.Module):
-    """q_i(o_i, a_i): a head over actions on discrete tasks, an [o, a] input on continuous ones."""
-
-    def __init__(self, spec: EnvSpec, hidden: tuple[int, ...]):
-        super().__init__()
-        self.discrete = spec.discrete
-        if spec.discrete:
-            self.net = AgentMLP(spec.n_agents, spec.obs_dim, spec.n_actions, hidden)
-        else:
-            self.net = AgentMLP(spec.n_agents, spec.obs_dim + spec.action_dim, 1, hidden)
-
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        if self.discrete:
-            return self.net(obs).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-        return self.net(torch.cat([obs, actions], dim=-1)).squeeze(-1)
-
-
 @register
 class ComaDICE(Algorithm):
     name = "comadice"
@@ -87,7 +76,9 @@ class ComaDICE(Algorithm):
         self.divergence = get_divergence(config.f_divergence)
         mixer_size = {"hidden": config.mixer_hidden} if config.mixer == "linear" else {}
         self.nu = AgentMLP(spec.n_agents, spec.obs_dim, 1, config.hidden).to(device)
-        self.q = LocalQ(spec, config.hidden).to(device)
+        # q_i(o_i, a_i): a head over the actions on discrete tasks, an [o, a] input on continuous ones.
+        q_in, q_out = (spec.obs_dim, spec.n_actions) if spec.discrete else (spec.obs_dim + spec.action_dim, 1)
+        self.q = AgentMLP(spec.n_agents, q_in, q_out, config.hidden).to(device)
         self.mixer = make_mixer(config.mixer, spec.n_agents, spec.state_dim, **mixer_size).to(device)
         self.policy = DecentralisedPolicy(spec, config.hidden).to(device)
         self.target_nu = frozen_copy(self.nu)
@@ -97,61 +88,79 @@ class ComaDICE(Algorithm):
             "nu": list(self.nu.parameters()) + list(self.mixer.parameters()),
             "policy": list(self.policy.parameters()),
         }
+        # One fused Adam over the three groups (Adam is per-parameter: the same as three
+        # optimisers) and per-group gradient-norm clipping.
         self.optimizer = torch.optim.Adam(
-            [{"params": params} for params in self.groups.values()], lr=config.learning_rate, foreach=True
+            [{"params": params} for params in self.groups.values()], lr=config.learning_rate, fused=True
         )
+        self._clip_grad_norms = GroupedGradClip(list(self.groups.values()), config.grad_clip)
+        self._eye = torch.eye(spec.n_agents, device=device)
+        self._target_params = [p for m in (self.target_nu, self.target_mixer) for p in m.parameters()]
+        self._online_params = [p for m in (self.nu, self.mixer) for p in m.parameters()]
 
-    def _frozen_mixer(self, values: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """M_theta with theta held fixed (Eq. 10 updates q only)."""
-        frozen = {name: param.detach() for name, param in self.mixer.named_parameters()}
-        return functional_call(self.mixer, frozen, (values, state))
+    def _local_q(self, batch: Batch) -> torch.Tensor:
+        """q_i(o_i, a_i) of the dataset actions, ``[B, N]``."""
+        if self.spec.discrete:
+            out = flat_mlp(self.q, with_agent_ids(self._eye, batch.obs))
+            return out.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        return flat_mlp(self.q, with_agent_ids(self._eye, batch.obs, batch.actions)).squeeze(-1)
+
+    def _log_prob(self, obs_input: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """log pi_i(a_i | o_i) of the dataset actions, ``[B, N]``."""
+        policy = self.policy.net
+        out = flat_mlp(policy.net, obs_input)
+        if isinstance(policy, TanhGaussianPolicy):
+            return tanh_gaussian_log_prob(policy, out, batch.actions)
+        return categorical_log_prob(out, batch.actions, batch.avail)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The three losses of one step (Eqs. 10, 11, 12) and the ratio weights w*."""
         config = self.config
-        nu = self.nu(batch.obs).squeeze(-1)
-        q = self.q(batch.obs, batch.actions)
+        n_rows = batch.state.shape[0]
+        # nu on the observations and on the initial observations in one pass; pi reads the first half.
+        obs_input = with_agent_ids(self._eye, torch.cat([batch.obs, batch.initial_obs]))
+        nu, initial_nu = flat_mlp(self.nu, obs_input).squeeze(-1).split(n_rows)
+        q = self._local_q(batch)
         with torch.no_grad():
-            next_nu_tot = self.target_mixer(self.target_nu(batch.next_obs).squeeze(-1), batch.next_state)
-            bootstrap = batch.reward + config.gamma * (1.0 - batch.terminal) * next_nu_tot
+            next_nu = flat_mlp(self.target_nu, with_agent_ids(self._eye, batch.next_obs)).squeeze(-1)
+            bootstrap = batch.reward + config.gamma * (1.0 - batch.terminal) * self.target_mixer(
+                next_nu, batch.next_state
+            )
 
         # Eq. 10: M_s[q - nu] + M_s[nu] regressed on r + gamma M_s'[nu(s')], gradient to q only.
+        mixing = self.mixer.mixing(batch.state)
+        frozen = mixing.detach()
         nu_fixed = nu.detach()
-        mixed_q = self._frozen_mixer(q - nu_fixed, batch.state) + self._frozen_mixer(nu_fixed, batch.state)
-        q_loss = (mixed_q - bootstrap).pow(2).mean()
+        q_loss = (frozen(q - nu_fixed) + frozen(nu_fixed) - bootstrap).square().mean()
 
         # Eq. 11: (1 - gamma) E[M_s0[nu(s0)]] + E[alpha f*(A_tot / alpha)], gradient to nu and theta.
-        initial_nu_tot = self.mixer(self.nu(batch.initial_obs).squeeze(-1), batch.initial_state)
-        scaled_advantage = self.mixer(q.detach() - nu, batch.state) / config.alpha
+        initial_nu_tot = self.mixer(initial_nu, batch.initial_state)
+        scaled_advantage = mixing(q.detach() - nu) / config.alpha
         nu_loss = (1.0 - config.gamma) * initial_nu_tot.mean() + (
             config.alpha * self.divergence.conjugate(scaled_advantage)
         ).mean()
 
         # Prop. 4.1: w* = max(0, (f')^{-1}(A_tot / alpha)); Eq. 12: local weighted BC.
         ratio_weights = self.divergence.optimal_ratio(scaled_advantage.detach())
-        log_prob = self.policy.log_prob(batch.obs, batch.avail, batch.actions)
+        log_prob = self._log_prob(obs_input[: n_rows * self.spec.n_agents], batch)
         policy_loss = -(ratio_weights.unsqueeze(-1) * log_prob).mean()
         return {"q_loss": q_loss, "nu_loss": nu_loss, "policy_loss": policy_loss, "ratio_weights": ratio_weights}
 
     def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         losses = self.losses(batch)
-        self.optimizer.zero_grad()
+        # The three losses touch disjoint parameters: one backward, per-group clipping, one step.
+        self.optimizer.zero_grad(set_to_none=True)
         (losses["q_loss"] + losses["nu_loss"] + losses["policy_loss"]).backward()
-        for params in self.groups.values():
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        self._clip_grad_norms()
         self.optimizer.step()
-        self._soft_update()
+        with torch.no_grad():  # Polyak averaging of the target nu and mixer
+            torch._foreach_lerp_(self._target_params, self._online_params, self.config.tau)
         return {
             "q_loss": losses["q_loss"].detach(),
             "nu_loss": losses["nu_loss"].detach(),
             "policy_loss": losses["policy_loss"].detach(),
             "ratio_mean": losses["ratio_weights"].mean(),
         }
-
-    @torch.no_grad()
-    def _soft_update(self) -> None:
-        for target, source in ((self.target_nu, self.nu), (self.target_mixer, self.mixer)):
-            torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), self.config.tau)
 
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
         return self.policy.act(obs, avail, deterministic)

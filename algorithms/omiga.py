@@ -69,7 +69,6 @@ pi_i(B) = mu_i(B) e^{+-0.1} / Z, so the expected returns are about 0, 0.21 and 0
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -79,11 +78,15 @@ from torch import nn
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.nets import AgentMLP, CategoricalPolicy, LinearMixer, TanhGaussianPolicy
-from marlbench.nets.policies import ATANH_EPS
+from marlbench.nets.hotpath import (
+    GroupedGradClip,
+    categorical_log_prob,
+    flat_mlp,
+    tanh_gaussian_log_prob,
+    with_agent_ids,
+)
 from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
-
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @dataclass
@@ -152,37 +155,12 @@ class OMIGA(Algorithm):
         self.optimizer = torch.optim.Adam(
             [{"params": params, "lr": lr} for params, lr in zip(self._groups, rates, strict=True)], fused=True
         )
-        self._online_trained = [p for params in self._groups for p in params]
-        self._group_index = torch.tensor(
-            [g for g, params in enumerate(self._groups) for _ in params], dtype=torch.long, device=device
-        )
+        self._clip_grad_norms = GroupedGradClip(self._groups, config.grad_clip)
         self._eye = torch.eye(spec.n_agents, device=device)
         online = (self.q_net, self.v_net, self.mixer)
         targets = (self.q_target, self.v_target, self.mixer_target)
         self._online_params = [p for m in online for p in m.parameters()]
         self._target_params = [p for m in targets for p in m.parameters()]
-
-    # The hot path calls the layers of AgentMLP / LinearMixer functionally: the same
-    # parameters and the same arithmetic as their forward(), without per-module call
-    # overhead, with in-place ReLUs, and with each network input built once per update.
-
-    def _with_ids(self, *parts: torch.Tensor) -> torch.Tensor:
-        """``[B, N, *]`` pieces and the one-hot agent id concatenated and flattened to ``[B * N, in]``."""
-        ids = self._eye.expand(*parts[0].shape[:-1], self.spec.n_agents)
-        x = torch.cat([*parts, ids], dim=-1)
-        return x.view(-1, x.shape[-1])
-
-    def _mlp(self, net: AgentMLP, x: torch.Tensor) -> torch.Tensor:
-        """``net`` on an input from :meth:`_with_ids`: ``[B * N, in] -> [B, N, out]``."""
-        n_agents = self.spec.n_agents
-        for layer in net.net:
-            if isinstance(layer, nn.Linear):
-                x = F.linear(x, layer.weight, layer.bias)
-            elif isinstance(layer, nn.ReLU):
-                x = x.relu_()
-            else:  # AgentLinear (shared_parameters=False)
-                x = layer(x.view(-1, n_agents, x.shape[-1])).flatten(0, 1)
-        return x.view(-1, n_agents, x.shape[-1])
 
     @staticmethod
     def _mixer_parts(mixer: LinearMixer, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,46 +173,23 @@ class OMIGA(Algorithm):
 
     def _q_taken(self, net: AgentMLP, q_input: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_i(o_i, a_i) of the dataset actions, ``[B, N]``."""
-        out = self._mlp(net, q_input)
+        out = flat_mlp(net, q_input)
         if self.spec.discrete:
             return out.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         return out.squeeze(-1)
 
     def _log_prob(self, obs_input: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """log pi_i(a_i | o_i) of the dataset actions, ``[B, N]``; no host syncs."""
-        out = self._mlp(self.policy.net, obs_input)
+        """log pi_i(a_i | o_i) of the dataset actions, ``[B, N]``."""
+        out = flat_mlp(self.policy.net, obs_input)
         if self.spec.discrete:
-            if batch.avail is not None:  # as masked_logits, without its all-rows check
-                out = out.masked_fill(~batch.avail.bool(), torch.finfo(out.dtype).min)
-            return out.log_softmax(-1).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        # TanhGaussianPolicy.log_prob (same clamps) without torch.distributions' checks.
-        policy = self.policy
-        assert isinstance(policy, TanhGaussianPolicy)
-        mean, log_std = out.chunk(2, dim=-1)
-        mean = mean.clamp(-policy.mean_clamp, policy.mean_clamp)
-        log_std = log_std.clamp(policy.log_std_min, policy.log_std_max)
-        with torch.no_grad():
-            y = ((batch.actions - policy.loc) / policy.scale).clamp(-1.0 + ATANH_EPS, 1.0 - ATANH_EPS)
-            u = torch.atanh(y)
-            # Gaussian normaliser and tanh/affine Jacobian: functions of the data only;
-            # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)) as in the policy.
-            log_jac = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
-            constant = (HALF_LOG_2PI + math.log(policy.scale) + log_jac).sum(-1)
-        log_density = -0.5 * ((u - mean) * torch.exp(-log_std)).square() - log_std
-        return log_density.sum(-1) - constant
-
-    def _clip_grad_norms(self) -> None:
-        """``clip_grad_norm_(group, grad_clip)`` for each group at once: grads *= min(1, c / (norm + 1e-6))."""
-        grads = [p.grad for p in self._online_trained]
-        norms = torch.stack(torch._foreach_norm(grads)).square()
-        totals = torch.zeros(len(self._groups), device=norms.device).index_add_(0, self._group_index, norms).sqrt_()
-        coef = (self.config.grad_clip / (totals + 1e-6)).clamp_(max=1.0)
-        torch._foreach_mul_(grads, coef[self._group_index].unbind())
+            return categorical_log_prob(out, batch.actions, batch.avail)
+        assert isinstance(self.policy, TanhGaussianPolicy)
+        return tanh_gaussian_log_prob(self.policy, out, batch.actions)
 
     def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         cfg = self.config
-        obs_input = self._with_ids(batch.obs)  # V_i, pi_i (and Q_i on discrete tasks)
-        q_input = obs_input if self.spec.discrete else self._with_ids(batch.obs, batch.actions)
+        obs_input = with_agent_ids(self._eye, batch.obs)  # V_i, pi_i (and Q_i on discrete tasks)
+        q_input = obs_input if self.spec.discrete else with_agent_ids(self._eye, batch.obs, batch.actions)
         n_rows = batch.state.shape[0]
         with torch.no_grad():
             # Target mixer on s (w-bar for Eq. 12/14) and s' (V_tot(o') for Eq. 13) in one pass.
@@ -242,7 +197,7 @@ class OMIGA(Algorithm):
             w_bar, w_bar_next, b_bar_next = w_bar_both[:n_rows], w_bar_both[n_rows:], b_bar_both[n_rows:]
             q_bar = self._q_taken(self.q_target, q_input, batch.actions)
             # Eq. 8 for V_tot(o') with the target V and mixer; the bootstrap of Eq. 13.
-            v_next = self._mlp(self.v_target, self._with_ids(batch.next_obs)).squeeze(-1)
+            v_next = flat_mlp(self.v_target, with_agent_ids(self._eye, batch.next_obs)).squeeze(-1)
             v_tot_next = (w_bar_next * v_next).sum(-1) + b_bar_next
             td_target = batch.reward + cfg.gamma * (1.0 - batch.terminal) * v_tot_next
 
@@ -253,7 +208,7 @@ class OMIGA(Algorithm):
 
         # Eq. 12: min_V E[exp(z) + w V / alpha] with z = w (Q - V) / alpha, as
         # exp(z - m) + exp(-m) w V / alpha (m a detached constant: same minimiser, no overflow).
-        v = self._mlp(self.v_net, obs_input).squeeze(-1)
+        v = flat_mlp(self.v_net, obs_input).squeeze(-1)
         w_bar_alpha = w_bar / cfg.alpha
         z = w_bar_alpha * (q_bar - v)
         shift = z.detach().max().clamp(min=-1.0)

@@ -46,7 +46,7 @@ def test_comadice_losses_follow_equations_10_to_12(f_divergence):
 
     with torch.no_grad():
         nu = algorithm.nu(batch.obs)[..., 0]
-        q = algorithm.q.net(batch.obs).gather(-1, batch.actions[..., None])[..., 0]
+        q = algorithm.q(batch.obs).gather(-1, batch.actions[..., None])[..., 0]
         weights, bias = algorithm.mixer.weights(batch.state), algorithm.mixer.bias(batch.state)
         next_nu = algorithm.target_nu(batch.next_obs)[..., 0]
         next_nu_tot = (algorithm.target_mixer.weights(batch.next_state) * next_nu).sum(-1)

@@ -132,7 +132,7 @@ def test_nu_loss_gradient_matches_proposition_4_1(mixer, name):
     autograd = torch.autograd.grad(losses["nu_loss"], params)
 
     nu = algorithm.nu(batch.obs).squeeze(-1)
-    q = algorithm.q(batch.obs, batch.actions).detach()
+    q = algorithm.q(batch.obs).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1).detach()
     advantage_tot = algorithm.mixer(q - nu, batch.state)
     initial_nu_tot = algorithm.mixer(algorithm.nu(batch.initial_obs).squeeze(-1), batch.initial_state)
     weights = get_divergence(name).optimal_ratio(advantage_tot.detach() / config.alpha)

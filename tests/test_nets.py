@@ -16,6 +16,13 @@ from marlbench.nets import (
     masked_logits,
     mlp,
 )
+from marlbench.nets.hotpath import (
+    GroupedGradClip,
+    categorical_log_prob,
+    flat_mlp,
+    tanh_gaussian_log_prob,
+    with_agent_ids,
+)
 
 B, N, O, S, NA, A = 5, 3, 4, 6, 5, 2
 
@@ -292,3 +299,56 @@ def test_make_mixer() -> None:
     assert isinstance(make_mixer("two-layer", N, S, embed_dim=8), TwoLayerMixer)
     with pytest.raises(ValueError, match="linear.*two-layer"):
         make_mixer("qatten", N, S)
+
+
+# --- hot-path helpers ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_flat_mlp_with_agent_ids_equals_agent_mlp_forward(shared):
+    net = AgentMLP(N, O + A, 3, hidden=(8, 8), shared=shared)
+    obs, actions = torch.randn(B, N, O), torch.randn(B, N, A)
+    flat = flat_mlp(net, with_agent_ids(torch.eye(N), obs, actions))
+    torch.testing.assert_close(flat, net(torch.cat([obs, actions], dim=-1)))
+
+
+def test_hot_path_log_probs_equal_the_policies():
+    obs = torch.randn(B, N, O)
+    gaussian = TanhGaussianPolicy(N, O, A, hidden=(16,), action_low=-2.0, action_high=2.0)
+    actions = torch.empty(B, N, A).uniform_(-2.0, 2.0)
+    actions[0, 0, 0] = 2.0  # on the bound
+    out = flat_mlp(gaussian.net, with_agent_ids(torch.eye(N), obs))
+    torch.testing.assert_close(tanh_gaussian_log_prob(gaussian, out, actions), gaussian.log_prob(obs, actions))
+
+    categorical = CategoricalPolicy(N, O, NA, hidden=(16,))
+    avail = torch.rand(B, N, NA) < 0.6
+    avail[..., 0] = True
+    taken = torch.distributions.Categorical(probs=avail.float()).sample()
+    logits = flat_mlp(categorical.net, with_agent_ids(torch.eye(N), obs))
+    torch.testing.assert_close(categorical_log_prob(logits, taken, avail), categorical.log_prob(obs, avail, taken))
+
+
+def test_grouped_grad_clip_equals_clip_grad_norm_per_group():
+    groups = [
+        [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, 2))],
+        [torch.nn.Parameter(torch.zeros(4))],
+    ]
+    grads = [torch.tensor([3.0, 0.0, 4.0]), torch.zeros(2, 2), torch.tensor([0.1, 0.1, 0.1, 0.1])]
+    for param, grad in zip([p for g in groups for p in g], grads, strict=True):
+        param.grad = grad.clone()
+    GroupedGradClip(groups, max_norm=1.0)()
+    # group 0 has norm 5 and is scaled to norm 1; group 1 (norm 0.2) is left alone.
+    torch.testing.assert_close(groups[0][0].grad, torch.tensor([0.6, 0.0, 0.8]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(groups[1][0].grad, torch.full((4,), 0.1))
+
+
+@pytest.mark.parametrize("kind", ["linear", "two-layer"])
+def test_mixing_applies_the_mixer_and_detach_stops_only_the_mixer_gradient(kind):
+    mixer = make_mixer(kind, N, S)
+    values, state = torch.randn(B, N, requires_grad=True), torch.randn(B, S)
+    mixing = mixer.mixing(state)
+    torch.testing.assert_close(mixing(values), mixer(values, state))
+    frozen = mixing.detach()(values).sum()
+    frozen.backward()
+    assert values.grad is not None and values.grad.abs().sum() > 0
+    assert all(p.grad is None for p in mixer.parameters())

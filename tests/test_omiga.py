@@ -15,7 +15,6 @@ from tensor_helpers import set_constant_output
 from algorithms.omiga import OMIGA, OMIGAConfig
 from marlbench.algorithm import resolve_config
 from marlbench.data.sampler import Batch
-from marlbench.nets import TanhGaussianPolicy
 from marlbench.spec import EnvSpec
 from marlbench.train import train
 
@@ -112,32 +111,6 @@ def test_value_objective_is_stationary_at_the_self_normalising_value():
         gradients.append(last.bias.grad.item())
     assert gradients[0] == pytest.approx(0.0, abs=1e-6)
     assert gradients[1] > 1e-3
-
-
-def test_continuous_log_prob_equals_the_tanh_gaussian_policy():
-    spec = EnvSpec(n_agents=3, obs_dim=4, state_dim=5, action_type="continuous", action_dim=2, episode_limit=1)
-    spec = EnvSpec(**{**spec.to_dict(), "action_low": -2.0, "action_high": 2.0})
-    algo = OMIGA(spec, OMIGAConfig(hidden=(16,)), torch.device("cpu"))
-    assert isinstance(algo.policy, TanhGaussianPolicy)
-    obs = torch.randn(7, 3, 4)
-    actions = torch.empty(7, 3, 2).uniform_(-2.0, 2.0)
-    actions[0, 0, 0] = 2.0  # on the bound
-    batch = Batch(
-        obs,
-        torch.randn(7, 5),
-        actions,
-        None,
-        torch.zeros(7),
-        torch.zeros(7),
-        obs,
-        torch.randn(7, 5),
-        None,
-        obs,
-        torch.randn(7, 5),
-        None,
-    )
-    ours = algo._log_prob(algo._with_ids(obs), batch)
-    assert ours.detach().numpy() == pytest.approx(algo.policy.log_prob(obs, actions).detach().numpy(), rel=1e-4)
 
 
 def test_dataset_table_sets_the_papers_alpha():

@@ -531,14 +531,16 @@ class MaMuJoCoEnv(VecEnv):
         """Process ids of the running workers (empty when stepping in process or closed)."""
         return [process.pid for process in self._processes]
 
-    def _gather(self, what: str) -> None:
-        """Wait for every worker's answer; raise the first worker error."""
+    def _gather(self, what: str, unreachable: frozenset[int] | set[int] = frozenset()) -> None:
+        """Wait for the answer of every worker that got the command; raise the first worker error."""
         errors = []
         for index, conn in enumerate(self._connections):
             try:
+                if index in unreachable:
+                    raise EOFError
                 status, payload = conn.recv()
             except (EOFError, OSError):
-                code = self._processes[index].poll()
+                code = self._processes[index].wait(timeout=5)
                 status, payload = "error", f"worker {index} exited (exit code {code}); its stderr is above"
             if status != "ok":
                 errors.append(payload)
@@ -551,9 +553,13 @@ class MaMuJoCoEnv(VecEnv):
         if not self._connections and self._episodes is None:
             raise RuntimeError("this MaMuJoCoEnv is closed")
         try:
+            unreachable = set()
             for index, conn in enumerate(self._connections):
-                conn.send((command, None if payloads is None else payloads[index]))
-            self._gather(command)
+                try:
+                    conn.send((command, None if payloads is None else payloads[index]))
+                except OSError:  # the worker has exited and its end of the pipe is closed
+                    unreachable.add(index)
+            self._gather(command, unreachable)
         except BaseException:
             self.close()
             raise

@@ -7,11 +7,40 @@ Leading dims other than B also work: ``[..., N]``, ``[..., S]`` -> ``[...]``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from marlbench.nets.mlp import mlp
+
+
+class Mixing:
+    """A mixer's hypernetwork outputs at a batch of states, applicable to several value
+    vectors at those states (``M_s[x]``, ``M_s[y]``, ...) for the price of one hypernetwork pass."""
+
+    def __init__(self, combine: Callable[..., torch.Tensor], *hyper: torch.Tensor):
+        self.combine = combine
+        self.hyper = hyper
+
+    def __call__(self, values: torch.Tensor) -> torch.Tensor:
+        return self.combine(values, *self.hyper)
+
+    def detach(self) -> Mixing:
+        """The same mixing with the mixer's parameters held fixed (no gradient to them)."""
+        return Mixing(self.combine, *(h.detach() for h in self.hyper))
+
+
+def _linear_mix(values: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (w * values).sum(dim=-1) + b
+
+
+def _qmix_mix(
+    values: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
+    hidden = F.elu(torch.einsum("...n,...ne->...e", values, w1) + b1)
+    return (hidden * w2).sum(dim=-1) + v
 
 
 class LinearMixer(nn.Module):
@@ -36,10 +65,12 @@ class LinearMixer(nn.Module):
         """State-dependent bias ``[B]``."""
         return self.bias_head(self.body(state)).squeeze(-1)
 
-    def forward(self, values: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    def mixing(self, state: torch.Tensor) -> Mixing:
         h = self.body(state)
-        w = self.weight_head(h).abs()
-        return (w * values).sum(dim=-1) + self.bias_head(h).squeeze(-1)
+        return Mixing(_linear_mix, self.weight_head(h).abs(), self.bias_head(h).squeeze(-1))
+
+    def forward(self, values: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.mixing(state)(values)
 
     def non_negative_weights(self, state: torch.Tensor) -> list[torch.Tensor]:
         return [self.weights(state)]
@@ -68,9 +99,11 @@ class TwoLayerMixer(nn.Module):
     def _w2(self, state: torch.Tensor) -> torch.Tensor:
         return self.hyper_w2(state).abs()
 
+    def mixing(self, state: torch.Tensor) -> Mixing:
+        return Mixing(_qmix_mix, self._w1(state), self.hyper_b1(state), self._w2(state), self.value(state).squeeze(-1))
+
     def forward(self, values: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        hidden = F.elu(torch.einsum("...n,...ne->...e", values, self._w1(state)) + self.hyper_b1(state))
-        return (hidden * self._w2(state)).sum(dim=-1) + self.value(state).squeeze(-1)
+        return self.mixing(state)(values)
 
     def non_negative_weights(self, state: torch.Tensor) -> list[torch.Tensor]:
         return [self._w1(state), self._w2(state)]
