@@ -379,11 +379,11 @@ class AlberDICE(Algorithm):
         # One optimiser per role: the alternating step gives gradients to agent i's networks
         # only, and Adam skips parameters whose .grad is None, so the others stay untouched.
         self.behaviour_optimizer = torch.optim.Adam(
-            [*self.behaviour.parameters(), *self.ar_behaviour.parameters()], lr=config.behaviour_lr
+            [*self.behaviour.parameters(), *self.ar_behaviour.parameters()], lr=config.behaviour_lr, fused=True
         )
-        self.nu_optimizer = torch.optim.Adam(self.nus.parameters(), lr=config.nu_lr, foreach=True)
-        self.e_optimizer = torch.optim.Adam(self.es.parameters(), lr=config.e_lr, foreach=True)
-        self.policy_optimizer = torch.optim.Adam(self.policies.parameters(), lr=config.policy_lr, foreach=True)
+        self.nu_optimizer = torch.optim.Adam(self.nus.parameters(), lr=config.nu_lr, fused=True)
+        self.e_optimizer = torch.optim.Adam(self.es.parameters(), lr=config.e_lr, fused=True)
+        self.policy_optimizer = torch.optim.Adam(self.policies.parameters(), lr=config.policy_lr, fused=True)
 
     # ------------------------------------------------------------------ helpers
     def _encode(self, actions: torch.Tensor) -> torch.Tensor:

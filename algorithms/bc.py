@@ -37,7 +37,7 @@ class BC(Algorithm):
     def __init__(self, spec: EnvSpec, config: BCConfig, device: torch.device):
         super().__init__(spec, config, device)
         self.policy = DecentralisedPolicy(spec, config.hidden, shared=config.shared_parameters).to(device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate, fused=True)
 
     def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         loss = -self.policy.log_prob(batch.obs, batch.avail, batch.actions).mean()

@@ -220,7 +220,8 @@ class BCQ(Algorithm):
             [
                 {"params": [p for m in critics for p in m.parameters()], "lr": config.q_learning_rate},
                 {"params": [p for m in actor_side for p in m.parameters()], "lr": config.policy_learning_rate},
-            ]
+            ],
+            fused=True,
         )
         self._online_params = [p for online, _ in tracked for p in online.parameters()]
         self._target_params = [p for _, target in tracked for p in target.parameters()]

@@ -148,7 +148,9 @@ class CQL(Algorithm):
             ]
             rates = [config.q_learning_rate, config.policy_learning_rate, config.policy_learning_rate]
         self.q_targets = frozen_copy(self.q_nets)
-        self.optimizer = torch.optim.Adam([{"params": p, "lr": lr} for p, lr in zip(groups, rates, strict=True)])
+        self.optimizer = torch.optim.Adam(
+            [{"params": p, "lr": lr} for p, lr in zip(groups, rates, strict=True)], fused=True
+        )
         self._online_params = list(self.q_nets.parameters()) + list(self.mixer.parameters())
         self._target_params = list(self.q_targets.parameters()) + list(self.mixer_target.parameters())
 

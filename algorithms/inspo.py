@@ -346,13 +346,13 @@ class InSPO(Algorithm):
         self.log_alpha = torch.tensor(math.log(config.alpha), device=device, requires_grad=config.auto_alpha)
 
         self.behaviour_optimizer = torch.optim.Adam(
-            [*self.behaviour.parameters(), *self.ar_behaviour.parameters()], lr=config.behaviour_lr
+            [*self.behaviour.parameters(), *self.ar_behaviour.parameters()], lr=config.behaviour_lr, fused=True
         )
         # One optimiser per role: in agent i's step only agent i's networks hold gradients and
         # Adam skips parameters whose .grad is None, so the other agents stay untouched.
-        self.critic_optimizer = torch.optim.Adam(self.critics.parameters(), lr=config.q_lr, foreach=True)
-        self.policy_optimizer = torch.optim.Adam(self.policies.parameters(), lr=config.policy_lr, foreach=True)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critics.parameters(), lr=config.q_lr, fused=True)
+        self.policy_optimizer = torch.optim.Adam(self.policies.parameters(), lr=config.policy_lr, fused=True)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, fused=True)
         self._online = list(self.critics.parameters())
         self._targets = list(self.critic_targets.parameters())
 

@@ -53,7 +53,7 @@ class OptDICE(Algorithm):
         self.policy = DecentralisedPolicy(spec, config.hidden).to(device)
         self.groups = {"nu": list(self.nu.parameters()), "policy": list(self.policy.parameters())}
         self.optimizer = torch.optim.Adam(
-            [{"params": params} for params in self.groups.values()], lr=config.learning_rate, foreach=True
+            [{"params": params} for params in self.groups.values()], lr=config.learning_rate, fused=True
         )
 
     def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
