@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +236,67 @@ class GridSummary:
         return self.finished == self.plan.n_trials
 
 
+def _generate_task(
+    suite_name: str,
+    task: str,
+    qualities: list[str],
+    data: str | None,
+    budget: int | None,
+    episodes: int | None,
+    torch_threads: int | None = None,
+) -> None:
+    """Every missing quality of one task, in order (they share the task's behaviour policy)."""
+    if torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    suite = all_suites()[suite_name]
+    for quality in qualities:
+        suite.generate(task, quality, dataset_root(suite_name, task, quality, data), budget=budget, episodes=episodes)
+
+
+def generate_missing(to_generate: list[Instance], options: GridOptions, say=print) -> None:
+    """Generate the missing datasets: tasks whose suite trains behaviour policies run in
+    parallel worker processes (one per core), each task's qualities in order."""
+    by_task: dict[tuple[str, str], list[str]] = {}
+    for suite_name, task, quality in to_generate:
+        say(
+            f"grid: generating {suite_name}/{task}/{quality} -> {dataset_root(suite_name, task, quality, options.data)}"
+        )
+        by_task.setdefault((suite_name, task), []).append(quality)
+    slow = {key: qualities for key, qualities in by_task.items() if not all_suites()[key[0]].generates_on_the_fly}
+    data, budget, episodes = str(data_dir(options.data)), options.generate_budget, options.generate_episodes
+    for (suite_name, task), qualities in by_task.items():
+        if (suite_name, task) not in slow or len(slow) == 1:
+            _generate_task(suite_name, task, qualities, data, budget, episodes)
+    if len(slow) < 2:
+        return
+    # Plain subprocesses of this interpreter (never fork a process that may run torch
+    # threads; multiprocessing's spawn would re-import the caller's __main__).
+    pending = [
+        {"suite_name": suite, "task": task, "qualities": qualities, "data": data, "budget": budget,
+         "episodes": episodes, "torch_threads": 1}
+        for (suite, task), qualities in slow.items()
+    ]  # fmt: skip
+    running: list[tuple[subprocess.Popen, dict[str, Any]]] = []
+    failed: list[str] = []
+    workers = min(len(pending), os.cpu_count() or 1)
+    while pending or running:
+        while pending and len(running) < workers:
+            args = pending.pop(0)
+            running.append((subprocess.Popen([sys.executable, "-c", GENERATE_WORKER, json.dumps(args)]), args))
+        process, args = running.pop(0)
+        if process.wait() != 0:
+            failed.append(f"{args['suite_name']}/{args['task']} (exit code {process.returncode}; its error is above)")
+    if failed:
+        raise MarlbenchError(f"generating datasets failed for {', '.join(failed)}")
+
+
+GENERATE_WORKER = (
+    "import json, sys; from marlbench.grid import _generate_task; _generate_task(**json.loads(sys.argv[1]))"
+)
+
+
 def run_grid(benchmark: Benchmark, options: GridOptions, say=print) -> GridSummary:
     """Plan, say what cannot run, generate missing datasets if asked, then run the trials on Ray Tune."""
     plan = plan_grid(benchmark, options.data, options.generate_missing)
@@ -241,12 +304,7 @@ def run_grid(benchmark: Benchmark, options: GridOptions, say=print) -> GridSumma
         say(f"grid: {problem}")
     if plan.n_trials == 0:
         raise MarlbenchError(f"{benchmark.path}: nothing can run here; see the lines above for what is missing")
-    for suite_name, task, quality in plan.to_generate:
-        root = dataset_root(suite_name, task, quality, options.data)
-        say(f"grid: generating {suite_name}/{task}/{quality} -> {root}")
-        all_suites()[suite_name].generate(
-            task, quality, root, budget=options.generate_budget, episodes=options.generate_episodes
-        )
+    generate_missing(plan.to_generate, options, say)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     require("ray", "tune", "the benchmark grid")
     import ray
