@@ -39,7 +39,7 @@ from marlbench.data.sampler import Sampler
 from marlbench.data.store import Dataset, atomic_temp_file, write_json_atomic, write_text_atomic
 from marlbench.envs.base import VecEnv
 from marlbench.envs.registry import get_suite
-from marlbench.errors import ConfigError, DatasetError
+from marlbench.errors import ConfigError, DatasetError, MarlbenchError
 from marlbench.evaluate import EvalResult, evaluate
 
 CONFIG_FILE = "config.json"
@@ -268,7 +268,14 @@ def _train_loop(
     last_eval: dict[str, Any] | None = None
     if checkpoint_path.exists():
         checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        algorithm.load_state_dict(checkpoint["algorithm"])
+        try:
+            algorithm.load_state_dict(checkpoint["algorithm"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise MarlbenchError(
+                f"{checkpoint_path}: field 'algorithm' does not fit this version of {request.algo} "
+                f"({type(error).__name__}: {str(error).splitlines()[0]}); it was saved by another "
+                "marlbench version. Rerun with --overwrite to start this run afresh."
+            ) from error
         sampler.load_state_dict(checkpoint["sampler"])
         torch.set_rng_state(checkpoint["torch_rng"])
         np.random.set_state(checkpoint["numpy_rng"])

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from marlbench.algorithm import _ALGORITHMS, Algorithm, AlgorithmConfig, register
-from marlbench.errors import ConfigError
+from marlbench.errors import ConfigError, MarlbenchError
 from marlbench.train import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE, train
 
 
@@ -70,6 +70,21 @@ def test_resume_after_interruption_matches_uninterrupted_run(make_request, tmp_p
     steps = [(line["kind"], line["step"]) for line in _metric_lines(resumed.run_dir)]
     assert len(steps) == len(set(steps))
     assert steps == [(line["kind"], line["step"]) for line in _metric_lines(reference.run_dir)]
+
+
+def test_a_checkpoint_from_another_version_is_refused_with_the_file_named(make_request, tmp_path):
+    def stop_at_first_checkpoint(step: int, run_dir: Path) -> None:
+        raise _Interrupted(step)
+
+    request = make_request(profile="smoke")
+    with pytest.raises(_Interrupted):
+        train(request, on_checkpoint=stop_at_first_checkpoint)
+    checkpoint_path = next(request.results.rglob(CHECKPOINT_FILE))
+    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    checkpoint["algorithm"] = {"networks": {"renamed.weight": torch.zeros(1)}}  # an older layout
+    torch.save(checkpoint, checkpoint_path)
+    with pytest.raises(MarlbenchError, match=rf"{checkpoint_path}: field 'algorithm' does not fit .*--overwrite"):
+        train(request)
 
 
 def test_run_killed_by_signal_resumes_without_duplicates(make_request, tmp_path):
