@@ -361,16 +361,7 @@ class AlberDICE(Algorithm):
         else:
             self.es = nn.ModuleList(mlp(spec.state_dim + spec.action_dim, 1, hidden) for _ in range(n))
             self.policies = nn.ModuleList(
-                TanhGaussianPolicy(
-                    1,
-                    spec.obs_dim,
-                    spec.action_dim,
-                    hidden,
-                    agent_id=False,
-                    action_low=spec.action_low,
-                    action_high=spec.action_high,
-                )
-                for _ in range(n)
+                TanhGaussianPolicy.for_spec(spec, hidden, single_agent=True) for _ in range(n)
             )
         for policy in self.policies:
             _shrink_last_layer(policy)

@@ -281,7 +281,7 @@ class BCQ(Algorithm):
             )
 
         data_input = torch.cat([batch.obs, batch.actions], dim=-1)
-        weights, bias = self.mixer.weights(batch.state), self.mixer.bias(batch.state)
+        weights, bias = self.mixer.parts(batch.state)
         q1_tot = (weights * self.q1_net(data_input).squeeze(-1)).sum(-1) + bias
         q2_tot = (weights * self.q2_net(data_input).squeeze(-1)).sum(-1) + bias
         q_loss = F.mse_loss(q1_tot, td_target) + F.mse_loss(q2_tot, td_target)

@@ -37,14 +37,8 @@ import torch
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.divergences import DivergenceName, get_divergence
-from marlbench.nets import AgentMLP, DecentralisedPolicy, TanhGaussianPolicy, make_mixer
-from marlbench.nets.hotpath import (
-    GroupedGradClip,
-    categorical_log_prob,
-    flat_mlp,
-    tanh_gaussian_log_prob,
-    with_agent_ids,
-)
+from marlbench.nets import AgentMLP, DecentralisedPolicy, make_mixer
+from marlbench.nets.hotpath import GroupedGradClip, flat_mlp, policy_log_prob, with_agent_ids
 from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
 
@@ -105,14 +99,6 @@ class ComaDICE(Algorithm):
             return out.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         return flat_mlp(self.q, with_agent_ids(self._eye, batch.obs, batch.actions)).squeeze(-1)
 
-    def _log_prob(self, obs_input: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """log pi_i(a_i | o_i) of the dataset actions, ``[B, N]``."""
-        policy = self.policy.net
-        out = flat_mlp(policy.net, obs_input)
-        if isinstance(policy, TanhGaussianPolicy):
-            return tanh_gaussian_log_prob(policy, out, batch.actions)
-        return categorical_log_prob(out, batch.actions, batch.avail)
-
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The three losses of one step (Eqs. 10, 11, 12) and the ratio weights w*."""
         config = self.config
@@ -142,7 +128,9 @@ class ComaDICE(Algorithm):
 
         # Prop. 4.1: w* = max(0, (f')^{-1}(A_tot / alpha)); Eq. 12: local weighted BC.
         ratio_weights = self.divergence.optimal_ratio(scaled_advantage.detach())
-        log_prob = self._log_prob(obs_input[: n_rows * self.spec.n_agents], batch)
+        policy = self.policy.net
+        policy_out = flat_mlp(policy.net, obs_input[: n_rows * self.spec.n_agents])
+        log_prob = policy_log_prob(policy, policy_out, batch.actions, batch.avail)
         policy_loss = -(ratio_weights.unsqueeze(-1) * log_prob).mean()
         return {"q_loss": q_loss, "nu_loss": nu_loss, "policy_loss": policy_loss, "ratio_weights": ratio_weights}
 

@@ -127,15 +127,7 @@ class CQL(Algorithm):
             assert spec.action_dim is not None
             q_in = spec.obs_dim + spec.action_dim
             self.q_nets = nn.ModuleList([AgentMLP(n, q_in, 1, hidden, shared=shared) for _ in range(2)]).to(device)
-            self.policy = TanhGaussianPolicy(
-                n,
-                spec.obs_dim,
-                spec.action_dim,
-                hidden,
-                shared=shared,
-                action_low=spec.action_low,
-                action_high=spec.action_high,
-            ).to(device)
+            self.policy = TanhGaussianPolicy.for_spec(spec, hidden, shared=shared).to(device)
             self.log_entropy_coef = torch.tensor(config.initial_log_entropy_coef, device=device, requires_grad=True)
             per_agent = -float(spec.action_dim) if config.target_entropy is None else config.target_entropy
             self._target_entropy = n * per_agent  # the joint entropy is the sum of the agents'
@@ -192,7 +184,7 @@ class CQL(Algorithm):
         policy = self.policy
         assert isinstance(policy, TanhGaussianPolicy)
         n_samples, n_rows = cfg.n_action_samples, batch.obs.shape[0]
-        weights, bias = self.mixer.weights(batch.state), self.mixer.bias(batch.state)
+        weights, bias = self.mixer.parts(batch.state)
 
         # Actor (SAC with the mixed critics): max min_j Q^j_tot(s, a~) - beta sum_i log pi_i(a~_i | o_i).
         new_actions, new_log_prob = policy.sample(batch.obs)
@@ -214,7 +206,7 @@ class CQL(Algorithm):
             # TD target: min over the two target Q_tot at a' ~ pi(o') (no entropy term, CQL's code).
             next_actions = policy_actions[n_rows:, 0]
             next_q = torch.stack(self._q_values(self.q_targets, batch.next_obs, next_actions))
-            w_next, b_next = self.mixer_target.weights(batch.next_state), self.mixer_target.bias(batch.next_state)
+            w_next, b_next = self.mixer_target.parts(batch.next_state)
             next_q_tot = ((w_next * next_q).sum(-1) + b_next).amin(0)
             td_target = batch.reward + cfg.gamma * (1.0 - batch.terminal) * next_q_tot
 

@@ -117,7 +117,7 @@ from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.errors import ConfigError
 from marlbench.nets import AgentLinear, CategoricalPolicy, TanhGaussianPolicy, mlp
-from marlbench.nets.policies import ATANH_EPS
+from marlbench.nets.policies import tanh_gaussian_log_density
 from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
 
@@ -213,18 +213,6 @@ def decayed_beta(step: int, config: InSPOConfig) -> float:
     """``beta_start * 2^(-(step - pretrain_steps - 1) / beta_half_life)``: exponential decay after pretraining."""
     elapsed = max(step - config.pretrain_steps - 1, 0)
     return config.beta_start * 0.5 ** (elapsed / config.beta_half_life)
-
-
-def tanh_gaussian_log_prob(
-    mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor, loc: float, scale: float
-) -> torch.Tensor:
-    """Log density of ``loc + scale tanh(u)``, ``u ~ N(mean, exp(log_std))``, summed over the last dim
-    (``TanhGaussianPolicy``'s density, without ``torch.distributions``' host-side checks)."""
-    y = ((actions - loc) / scale).clamp(-1.0 + ATANH_EPS, 1.0 - ATANH_EPS)
-    u = torch.atanh(y)
-    log_jacobian = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u)) + math.log(scale)
-    log_normal = -0.5 * ((u - mean) * torch.exp(-log_std)).square() - log_std - 0.5 * math.log(2.0 * math.pi)
-    return (log_normal - log_jacobian).sum(-1)
 
 
 # ----------------------------------------------------------------------------- networks
@@ -327,15 +315,7 @@ class InSPO(Algorithm):
             self.action_scale = (spec.action_high - spec.action_low) / 2
 
             def make_policy() -> nn.Module:
-                return TanhGaussianPolicy(
-                    1,
-                    spec.obs_dim,
-                    spec.action_dim,
-                    hidden,
-                    agent_id=False,
-                    action_low=spec.action_low,
-                    action_high=spec.action_high,
-                )
+                return TanhGaussianPolicy.for_spec(spec, hidden, single_agent=True)
 
         self.policies = nn.ModuleList(make_policy() for _ in range(n))
         self.behaviour = nn.ModuleList(make_policy() for _ in range(n))  # mu_i: same networks as pi_i
@@ -375,14 +355,14 @@ class InSPO(Algorithm):
         """Log-probability (density) of one agent's actions ``[B]`` / ``[B, A]`` -> ``[B]``."""
         if self.discrete:
             return dist.gather(-1, actions[:, None]).squeeze(-1)
-        return tanh_gaussian_log_prob(*dist, actions, self.action_loc, self.action_scale)
+        return tanh_gaussian_log_density(*dist, actions, self.action_loc, self.action_scale)
 
     def _sample(self, dist: tuple[torch.Tensor, torch.Tensor], count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` reparameterised samples of a tanh-Gaussian: ``(actions [K, B, A], log_prob [K, B])``."""
         mean, log_std = dist
         u = mean + log_std.exp() * torch.randn((count, *mean.shape), device=mean.device)
         actions = self.action_loc + self.action_scale * torch.tanh(u)
-        return actions, tanh_gaussian_log_prob(mean, log_std, actions, self.action_loc, self.action_scale)
+        return actions, tanh_gaussian_log_density(mean, log_std, actions, self.action_loc, self.action_scale)
 
     def _q(self, nets: nn.ModuleList, agent: int, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Continuous ``Q_i(s, a)`` for ``actions [..., B, A]`` -> ``[..., B]``."""
@@ -398,7 +378,7 @@ class InSPO(Algorithm):
             expected_q = (policy.exp() * q_bar).sum(-1)
         else:
             actions, logp = self._sample(policy, self.config.action_samples)
-            behaviour_logp = tanh_gaussian_log_prob(*behaviour, actions, self.action_loc, self.action_scale)
+            behaviour_logp = tanh_gaussian_log_density(*behaviour, actions, self.action_loc, self.action_scale)
             expected_q = self._q(self.critic_targets, agent, state, actions).mean(0)
             kl, entropy = (logp - behaviour_logp).mean(0), -logp.mean(0)
         return expected_q - alpha * kl + beta * entropy
@@ -420,7 +400,7 @@ class InSPO(Algorithm):
             index = batch.actions[:, None, :, None].expand(-1, self.n_agents, -1, 1)
             return logp.gather(-1, index).squeeze(-1)
         mean, log_std = _split_gaussian(out)
-        return tanh_gaussian_log_prob(mean, log_std, batch.actions[:, None], self.action_loc, self.action_scale)
+        return tanh_gaussian_log_density(mean, log_std, batch.actions[:, None], self.action_loc, self.action_scale)
 
     def _dataset_log_prob(self, nets: nn.ModuleList, batch: Batch) -> torch.Tensor:
         """Every agent's log-probability of its dataset action under ``nets`` (mu or pi), ``[B, N]``."""
@@ -573,7 +553,7 @@ class InSPO(Algorithm):
         if self.discrete:
             return categorical_kl_entropy(policy, behaviour, avail)[0]
         actions, logp = self._sample(policy, self.config.action_samples)
-        return (logp - tanh_gaussian_log_prob(*behaviour, actions, self.action_loc, self.action_scale)).mean(0)
+        return (logp - tanh_gaussian_log_density(*behaviour, actions, self.action_loc, self.action_scale)).mean(0)
 
     def _cql_penalty_continuous(self, agent: int, state: torch.Tensor, behaviour: Any) -> torch.Tensor:
         """Eq. 24's CQL term: ``log(volume) + logmeanexp`` of Q over uniform actions minus Q at samples of mu_i."""

@@ -72,19 +72,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.nets import AgentMLP, CategoricalPolicy, LinearMixer, TanhGaussianPolicy
-from marlbench.nets.hotpath import (
-    GroupedGradClip,
-    categorical_log_prob,
-    flat_mlp,
-    tanh_gaussian_log_prob,
-    with_agent_ids,
-)
+from marlbench.nets.hotpath import GroupedGradClip, flat_mlp, policy_log_prob, with_agent_ids
 from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
 
@@ -127,15 +119,7 @@ class OMIGA(Algorithm):
         else:
             assert spec.action_dim is not None
             self.q_net = AgentMLP(n, spec.obs_dim + spec.action_dim, 1, hidden, shared=shared)
-            self.policy = TanhGaussianPolicy(
-                n,
-                spec.obs_dim,
-                spec.action_dim,
-                hidden,
-                shared=shared,
-                action_low=spec.action_low,
-                action_high=spec.action_high,
-            )
+            self.policy = TanhGaussianPolicy.for_spec(spec, hidden, shared=shared)
         self.v_net = AgentMLP(n, spec.obs_dim, 1, hidden, shared=shared)
         self.mixer = LinearMixer(n, spec.state_dim, config.mixer_hidden)
         for module in (self.q_net, self.policy, self.v_net, self.mixer):
@@ -162,29 +146,12 @@ class OMIGA(Algorithm):
         self._online_params = [p for m in online for p in m.parameters()]
         self._target_params = [p for m in targets for p in m.parameters()]
 
-    @staticmethod
-    def _mixer_parts(mixer: LinearMixer, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(w(s) [B, N], b(s) [B])`` of Eq. 8 (``LinearMixer.weights`` / ``.bias``)."""
-        body = mixer.body[0]
-        assert isinstance(body, nn.Linear)
-        h = F.linear(state, body.weight, body.bias).relu_()
-        w = F.linear(h, mixer.weight_head.weight, mixer.weight_head.bias).abs()
-        return w, F.linear(h, mixer.bias_head.weight, mixer.bias_head.bias).squeeze(-1)
-
     def _q_taken(self, net: AgentMLP, q_input: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_i(o_i, a_i) of the dataset actions, ``[B, N]``."""
         out = flat_mlp(net, q_input)
         if self.spec.discrete:
             return out.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         return out.squeeze(-1)
-
-    def _log_prob(self, obs_input: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """log pi_i(a_i | o_i) of the dataset actions, ``[B, N]``."""
-        out = flat_mlp(self.policy.net, obs_input)
-        if self.spec.discrete:
-            return categorical_log_prob(out, batch.actions, batch.avail)
-        assert isinstance(self.policy, TanhGaussianPolicy)
-        return tanh_gaussian_log_prob(self.policy, out, batch.actions)
 
     def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -193,7 +160,7 @@ class OMIGA(Algorithm):
         n_rows = batch.state.shape[0]
         with torch.no_grad():
             # Target mixer on s (w-bar for Eq. 12/14) and s' (V_tot(o') for Eq. 13) in one pass.
-            w_bar_both, b_bar_both = self._mixer_parts(self.mixer_target, torch.cat([batch.state, batch.next_state]))
+            w_bar_both, b_bar_both = self.mixer_target.parts(torch.cat([batch.state, batch.next_state]))
             w_bar, w_bar_next, b_bar_next = w_bar_both[:n_rows], w_bar_both[n_rows:], b_bar_both[n_rows:]
             q_bar = self._q_taken(self.q_target, q_input, batch.actions)
             # Eq. 8 for V_tot(o') with the target V and mixer; the bootstrap of Eq. 13.
@@ -202,7 +169,7 @@ class OMIGA(Algorithm):
             td_target = batch.reward + cfg.gamma * (1.0 - batch.terminal) * v_tot_next
 
         # Eq. 13: TD regression of Q_tot = sum_i w_i Q_i + b (Eq. 8) on r + gamma V_tot(o').
-        w, b = self._mixer_parts(self.mixer, batch.state)
+        w, b = self.mixer.parts(batch.state)
         q_tot = (w * self._q_taken(self.q_net, q_input, batch.actions)).sum(-1) + b
         q_loss = (q_tot - td_target).square().mean()
 
@@ -216,7 +183,8 @@ class OMIGA(Algorithm):
 
         # Eq. 14: max_pi E[exp(z) log pi(a|o)], the weight detached and z clipped.
         weight = torch.exp(z.detach().clamp(-cfg.weight_clip, cfg.weight_clip))
-        policy_loss = -(weight * self._log_prob(obs_input, batch)).mean()
+        log_prob = policy_log_prob(self.policy, flat_mlp(self.policy.net, obs_input), batch.actions, batch.avail)
+        policy_loss = -(weight * log_prob).mean()
 
         # The three losses have disjoint parameters: one backward, per-group clipping, one step.
         self.optimizer.zero_grad(set_to_none=True)

@@ -24,12 +24,10 @@ from algorithms.inspo import (
     importance_resample,
     policy_log_weight,
     soft_td_target,
-    tanh_gaussian_log_prob,
 )
 from marlbench.algorithm import resolve_config
 from marlbench.data.sampler import Batch
 from marlbench.envs.matrix import XOR_SPEC
-from marlbench.nets import TanhGaussianPolicy
 from marlbench.spec import EnvSpec
 from marlbench.train import train
 
@@ -100,15 +98,6 @@ def test_alpha_moves_towards_the_target_kl():
         log_alpha = torch.zeros((), requires_grad=True)
         alpha_loss(log_alpha.exp(), torch.full((4, 2), kl), target_kl=0.18).backward()
         assert -log_alpha.grad.item() * direction > 0  # gradient descent moves log alpha in `direction`
-
-
-def test_tanh_gaussian_density_equals_the_policy_network():
-    policy = TanhGaussianPolicy(1, 3, 2, (8,), agent_id=False, action_low=-2.0, action_high=2.0)
-    obs = torch.randn(5, 1, 3)
-    actions = torch.rand(5, 1, 2) * 4 - 2
-    mean, log_std = policy(obs)
-    ours = tanh_gaussian_log_prob(mean, log_std, actions, loc=0.0, scale=2.0)
-    assert torch.allclose(ours, policy.log_prob(obs, actions), atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- the algorithm on hand-set networks

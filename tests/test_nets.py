@@ -23,6 +23,7 @@ from marlbench.nets.hotpath import (
     tanh_gaussian_log_prob,
     with_agent_ids,
 )
+from marlbench.nets.policies import tanh_gaussian_log_density
 
 B, N, O, S, NA, A = 5, 3, 4, 6, 5, 2
 
@@ -352,3 +353,12 @@ def test_mixing_applies_the_mixer_and_detach_stops_only_the_mixer_gradient(kind)
     frozen.backward()
     assert values.grad is not None and values.grad.abs().sum() > 0
     assert all(p.grad is None for p in mixer.parameters())
+
+
+def test_tanh_gaussian_density_equals_the_policy_network():
+    policy = TanhGaussianPolicy(1, 3, 2, (8,), agent_id=False, action_low=-2.0, action_high=2.0)
+    obs = torch.randn(5, 1, 3)
+    actions = torch.rand(5, 1, 2) * 4 - 2
+    mean, log_std = policy(obs)
+    ours = tanh_gaussian_log_density(mean, log_std, actions, loc=0.0, scale=2.0)
+    assert torch.allclose(ours, policy.log_prob(obs, actions), atol=1e-5)

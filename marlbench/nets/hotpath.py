@@ -8,16 +8,12 @@ argument checks, and nothing reads a value back to the host.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from marlbench.nets.mlp import AgentMLP
-from marlbench.nets.policies import ATANH_EPS, TanhGaussianPolicy
-
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+from marlbench.nets.policies import CategoricalPolicy, TanhGaussianPolicy, tanh_gaussian_log_density
 
 
 def with_agent_ids(eye: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
@@ -52,15 +48,19 @@ def tanh_gaussian_log_prob(policy: TanhGaussianPolicy, out: torch.Tensor, action
     mean, log_std = out.chunk(2, dim=-1)
     mean = mean.clamp(-policy.mean_clamp, policy.mean_clamp)
     log_std = log_std.clamp(policy.log_std_min, policy.log_std_max)
-    with torch.no_grad():
-        y = ((actions - policy.loc) / policy.scale).clamp(-1.0 + ATANH_EPS, 1.0 - ATANH_EPS)
-        u = torch.atanh(y)
-        # The Gaussian normaliser and the tanh/affine Jacobian depend on the data only;
-        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)) as in the policy.
-        log_jacobian = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
-        constant = (HALF_LOG_2PI + math.log(policy.scale) + log_jacobian).sum(-1)
-    log_density = -0.5 * ((u - mean) * torch.exp(-log_std)).square() - log_std
-    return log_density.sum(-1) - constant
+    return tanh_gaussian_log_density(mean, log_std, actions, policy.loc, policy.scale)
+
+
+def policy_log_prob(
+    policy: CategoricalPolicy | TanhGaussianPolicy,
+    out: torch.Tensor,
+    actions: torch.Tensor,
+    avail: torch.Tensor | None,
+) -> torch.Tensor:
+    """``log pi_i(a_i | o_i)`` ``[B, N]`` of either policy from its network's raw output."""
+    if isinstance(policy, TanhGaussianPolicy):
+        return tanh_gaussian_log_prob(policy, out, actions)
+    return categorical_log_prob(out, actions, avail)
 
 
 class GroupedGradClip:

@@ -57,17 +57,21 @@ class LinearMixer(nn.Module):
         self.weight_head = nn.Linear(hidden, n_agents)
         self.bias_head = nn.Linear(hidden, 1)
 
+    def parts(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w(s) [B, N], b(s) [B])``: the non-negative weights and the bias, one body pass."""
+        h = self.body(state)
+        return self.weight_head(h).abs(), self.bias_head(h).squeeze(-1)
+
     def weights(self, state: torch.Tensor) -> torch.Tensor:
         """Non-negative per-agent weights ``[B, N]``."""
-        return self.weight_head(self.body(state)).abs()
+        return self.parts(state)[0]
 
     def bias(self, state: torch.Tensor) -> torch.Tensor:
         """State-dependent bias ``[B]``."""
-        return self.bias_head(self.body(state)).squeeze(-1)
+        return self.parts(state)[1]
 
     def mixing(self, state: torch.Tensor) -> Mixing:
-        h = self.body(state)
-        return Mixing(_linear_mix, self.weight_head(h).abs(), self.bias_head(h).squeeze(-1))
+        return Mixing(_linear_mix, *self.parts(state))
 
     def forward(self, values: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return self.mixing(state)(values)

@@ -31,6 +31,19 @@ def masked_logits(logits: torch.Tensor, avail: torch.Tensor | None) -> torch.Ten
     return logits.masked_fill(~avail, torch.finfo(logits.dtype).min)
 
 
+def tanh_gaussian_log_density(
+    mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor, loc: float, scale: float
+) -> torch.Tensor:
+    """Log density of ``loc + scale tanh(u)``, ``u ~ N(mean, exp(log_std))``, summed over the last dim
+    (``TanhGaussianPolicy``'s density, without ``torch.distributions``' host-side checks); ``actions``
+    on the box's bounds are pulled ``ATANH_EPS`` inside, as everywhere here."""
+    y = ((actions - loc) / scale).clamp(-1.0 + ATANH_EPS, 1.0 - ATANH_EPS)
+    u = torch.atanh(y)
+    log_jacobian = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u)) + math.log(scale)
+    log_normal = -0.5 * ((u - mean) * torch.exp(-log_std)).square() - log_std - 0.5 * math.log(2.0 * math.pi)
+    return (log_normal - log_jacobian).sum(-1)
+
+
 class CategoricalPolicy(nn.Module):
     """Per-agent categorical policy over ``n_actions`` with an availability mask.
 
@@ -104,6 +117,25 @@ class TanhGaussianPolicy(nn.Module):
         self.log_std_max = log_std_max
         self.mean_clamp = mean_clamp
 
+    @classmethod
+    def for_spec(
+        cls, spec: EnvSpec, hidden: Sequence[int], shared: bool = True, single_agent: bool = False
+    ) -> TanhGaussianPolicy:
+        """The policy over ``spec``'s action box: every agent's (with one-hot ids), or with
+        ``single_agent`` one agent's own network (``N = 1``, no id)."""
+        assert spec.action_dim is not None
+        n_agents, agent_id = (1, False) if single_agent else (spec.n_agents, True)
+        return cls(
+            n_agents,
+            spec.obs_dim,
+            spec.action_dim,
+            hidden,
+            agent_id=agent_id,
+            shared=shared,
+            action_low=spec.action_low,
+            action_high=spec.action_high,
+        )
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-tanh ``(mean, log_std)``, each ``[..., N, A]``, clamped."""
         mean, log_std = self.net(obs).chunk(2, dim=-1)
@@ -150,15 +182,7 @@ class DecentralisedPolicy(nn.Module):
         if spec.discrete:
             self.net = CategoricalPolicy(spec.n_agents, spec.obs_dim, spec.n_actions, hidden, shared=shared)
         else:
-            self.net = TanhGaussianPolicy(
-                spec.n_agents,
-                spec.obs_dim,
-                spec.action_dim,
-                hidden,
-                shared=shared,
-                action_low=spec.action_low,
-                action_high=spec.action_high,
-            )
+            self.net = TanhGaussianPolicy.for_spec(spec, hidden, shared=shared)
 
     def log_prob(self, obs: torch.Tensor, avail: torch.Tensor | None, actions: torch.Tensor) -> torch.Tensor:
         """``log pi_i(a_i | o_i)`` per agent, ``[..., N]``."""
