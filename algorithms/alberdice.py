@@ -59,16 +59,16 @@ I-projection reads ``e_i`` as it was before this step's update of ``e_i``.
 
 Our choices, each a departure from the reference code where it differs:
 
-- Behaviour models are pretrained for ``pretrain_steps`` (Adam 1e-3, the learning rate of
-  this repo's BC) and then frozen; the reference trains them alongside the rest from step 0
-  at 1e-4, so its early ratios compare against an untrained ``pi^D``.
+- Behaviour models are pretrained for the first ``pretrain_fraction`` (10%) of the run
+  (Adam 1e-3, the learning rate of this repo's BC) and then frozen; the reference trains
+  them alongside the rest from step 0 at 1e-4, so its early ratios compare against an
+  untrained ``pi^D``.
 - Batches are ``batch_size`` transitions (128; profiles may override it); the reference
   samples whole episodes (16 on its matrix game, 128 on Bridge).
-- alpha decays from ``alpha_start`` right after pretraining to ``alpha_end`` at step
-  ``anneal_steps`` and stays there. The reference anneals over its whole run (t/t_max); the
-  trainer does not tell an algorithm its total steps, so set ``anneal_steps`` to the run's
-  total steps (``--set anneal_steps=N``). The default (1e6) is the MaMuJoCo ``paper`` budget;
-  the matrix suite's table uses 1000, its ``standard`` budget.
+- alpha decays geometrically from ``alpha_start`` right after pretraining to ``alpha_end``
+  at the run's last step, as the reference anneals over its whole run (t/t_max); the
+  trainer gives the run's length (``resolve_schedule``). ``anneal_steps`` and
+  ``pretrain_steps`` set explicitly replace the run-relative defaults.
 - The initial-state term uses the batch's episode starts, as the objective says; the
   reference code evaluates it on all dataset states.
 - Terminal transitions lead to an absorbing state (the log-sum-exp dual is unbounded
@@ -112,6 +112,7 @@ in the box, minus ``e_i`` at the dataset action.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -119,7 +120,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from marlbench.algorithm import Algorithm, AlgorithmConfig, register
+from marlbench.algorithm import Algorithm, AlgorithmConfig, register, require_resolved, steps_of_run
 from marlbench.data.sampler import Batch
 from marlbench.errors import ConfigError
 from marlbench.nets import AgentLinear, AgentMLP, CategoricalPolicy, TanhGaussianPolicy, mlp
@@ -142,8 +143,9 @@ class AlberDICEConfig(AlgorithmConfig):
     gamma: float = 0.99
     alpha_start: float = 5.0
     alpha_end: float = 0.001
-    anneal_steps: int = 1_000_000  # step at which alpha reaches alpha_end: set to the run's total steps
-    pretrain_steps: int = 20_000  # behaviour cloning of pi^D_i and of the autoregressive pi^D first
+    anneal_steps: int | None = None  # step at which alpha reaches alpha_end; None: the run's last step (reference: t/t_max)
+    pretrain_steps: int | None = None  # behaviour cloning of pi^D_i and of the autoregressive pi^D first; None: by fraction
+    pretrain_fraction: float = 0.1  # ours: pretraining length as a fraction of the run, when pretrain_steps is None
     behaviour_lr: float = 1e-3  # our pretraining phase; the learning rate of this repo's BC
     policy_lr: float = 1e-4
     nu_lr: float = 1e-4
@@ -327,12 +329,16 @@ class AlberDICE(Algorithm):
     name = "alberdice"
     title = "AlberDICE (alternating best responses by DICE, joint-action regularisation)"
     Config = AlberDICEConfig
-    # alpha anneals over the run (anneal_steps = the run's total steps): the matrix suite's
-    # standard budget is 1000 steps, of which the first 200 pretrain the behaviour models.
-    dataset_overrides = {"matrix/*": {"anneal_steps": 1000, "pretrain_steps": 200}}
+
+    @classmethod
+    def resolve_schedule(cls, config: AlberDICEConfig, total_steps: int) -> AlberDICEConfig:
+        pretrain = steps_of_run(cls.name, "pretrain", config.pretrain_steps, config.pretrain_fraction, total_steps)
+        anneal = total_steps if config.anneal_steps is None else config.anneal_steps
+        return dataclasses.replace(config, pretrain_steps=pretrain, anneal_steps=anneal)
 
     def __init__(self, spec: EnvSpec, config: AlberDICEConfig, device: torch.device):
         super().__init__(spec, config, device)
+        require_resolved(self.name, config, ("pretrain_steps", "anneal_steps"))
         if config.anneal_steps <= config.pretrain_steps:
             raise ConfigError(
                 f"alberdice: anneal_steps ({config.anneal_steps}) must exceed pretrain_steps ({config.pretrain_steps})"

@@ -75,9 +75,8 @@ Departures from the paper and SRPO, and why:
   the same batches is Algorithm 1's lines 2-9 interleaved), then the actors train with
   both frozen. SRPO runs 1.5M critic steps (batch 256), 2M behaviour steps (batch 2048)
   and 1M policy steps (batch 256): 2/3 of the updates before the actors. Our default
-  ``pretrain_steps`` = 130 000 keeps that split on the MaMuJoCo ``standard`` profile
-  (200 000 steps); for the ``paper`` profile (1M) pass ``--set pretrain_steps=660000``.
-  The matrix suite's table uses 600 of its 1000 ``standard`` steps.
+  ``pretrain_fraction`` keeps that split for any run length (``resolve_schedule``);
+  ``pretrain_steps`` set explicitly replaces it.
 - One batch size (``batch_size``, 256) for all three models; SRPO's behaviour batch is
   2048. Each row draws one ``(t, z)`` pair.
 - Constant actor learning rate; SRPO anneals it to 0 with a cosine schedule over its
@@ -124,6 +123,7 @@ on an RTX 3090 for 2-agent HalfCheetah (Appendix C).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -132,7 +132,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from marlbench.algorithm import Algorithm, AlgorithmConfig, register
+from marlbench.algorithm import Algorithm, AlgorithmConfig, register, require_resolved, steps_of_run
 from marlbench.data.sampler import Batch
 from marlbench.errors import ConfigError
 from marlbench.nets import AgentLinear, AgentMLP
@@ -147,7 +147,8 @@ class OMSDConfig(AlgorithmConfig):
     batch_size: int = 256  # SRPO: critic and actor batches 256 (behaviour 2048; see the docstring)
     decomposition: Decomposition = "sequential"
     beta: float = 0.05  # OMSD §5.3: best per HalfCheetah dataset in {0.01, 0.05, 0.1, 0.15}
-    pretrain_steps: int = 130_000  # ours: stage 1 length, SRPO's 2:1 split of the standard 200k steps
+    pretrain_steps: int | None = None  # stage 1 length; None: pretrain_fraction of the run
+    pretrain_fraction: float = 2 / 3  # SRPO's split: 2/3 of the updates before the actors (see the docstring)
     gamma: float = 0.99  # SRPO (IQL)
     expectile: float = 0.7  # SRPO (IQL, locomotion)
     tau: float = 0.005  # SRPO: Polyak rate of the target Q
@@ -331,8 +332,7 @@ class OMSD(Algorithm):
     action_types = ("continuous",)
     Config = OMSDConfig
     # beta per HalfCheetah dataset (OMSD §5.3, read in the order of its ablation; medium-expert
-    # from SRPO). Matrix suite (the 2-D bandit): its standard budget is 1000 steps, of which the
-    # first 600 pretrain; the bandit's rewards lie in [-1, 1], two orders of magnitude below
+    # from SRPO). Matrix suite (the 2-D bandit): the bandit's rewards lie in [-1, 1], two orders of magnitude below
     # MaMuJoCo's values, so beta (the weight of Q against the score) is larger: see the docstring.
     dataset_overrides = {
         "mamujoco/halfcheetah/expert": {"beta": 0.01},
@@ -340,7 +340,6 @@ class OMSD(Algorithm):
         "mamujoco/halfcheetah/medium-replay": {"beta": 0.1},
         "mamujoco/halfcheetah/medium-expert": {"beta": 0.01},
         "matrix/*": {
-            "pretrain_steps": 600,
             "beta": 1.0,
             "diffusion_hidden": 64,
             "diffusion_blocks": 2,
@@ -349,8 +348,14 @@ class OMSD(Algorithm):
         },
     }
 
+    @classmethod
+    def resolve_schedule(cls, config: OMSDConfig, total_steps: int) -> OMSDConfig:
+        pretrain = steps_of_run(cls.name, "pretrain", config.pretrain_steps, config.pretrain_fraction, total_steps)
+        return dataclasses.replace(config, pretrain_steps=pretrain)
+
     def __init__(self, spec: EnvSpec, config: OMSDConfig, device: torch.device):
         super().__init__(spec, config, device)
+        require_resolved(self.name, config, ("pretrain_steps",))
         if spec.discrete:
             raise ConfigError("omsd: continuous actions only (its behaviour models are diffusion models)")
         if config.beta <= 0:

@@ -7,7 +7,10 @@ user's own package adds an algorithm without editing marlbench.
 
 Configuration of one run is resolved in this order: the dataclass defaults, the
 algorithm's per-dataset table (``dataset_overrides``, glob patterns over
-``suite/task/quality``), a YAML file, then ``--set key=value`` pairs.
+``suite/task/quality``), a YAML file, then ``--set key=value`` pairs. Last, the trainer
+tells the algorithm the run's total steps (:meth:`Algorithm.resolve_schedule`): phase
+lengths and schedules given as fractions of the run become absolute step counts, which
+is what ``config.json`` records.
 """
 
 from __future__ import annotations
@@ -76,6 +79,17 @@ class Algorithm(abc.ABC):
     def action_probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
         """Per-agent action probabilities ``[B, N, nA]`` of a discrete policy."""
         raise NotImplementedError(f"{self.name} does not expose action probabilities")
+
+    @classmethod
+    def resolve_schedule(cls, config: AlgorithmConfig, total_steps: int) -> AlgorithmConfig:
+        """The config with every run-relative length made absolute for a run of ``total_steps``.
+
+        Multi-phase methods override this; a value the user set explicitly stays as set."""
+        return config
+
+    def phase_starts(self) -> dict[str, int]:
+        """First step of each training phase, by name (one phase unless overridden)."""
+        return {"update": 1}
 
     def _stateful_attributes(self) -> dict[str, torch.nn.Module | torch.optim.Optimizer]:
         return {
@@ -219,11 +233,36 @@ def resolve_config(
     task: str,
     quality: str,
     user_overrides: Mapping[str, Any] | None = None,
+    total_steps: int | None = None,
 ) -> AlgorithmConfig:
-    """Defaults, then the per-dataset table, then the user's overrides (YAML and ``--set``)."""
+    """Defaults, then the per-dataset table, then the user's overrides (YAML and ``--set``),
+    then, given the run's ``total_steps``, the run-relative schedule made absolute."""
     config = algorithm.Config()
     instance = f"{suite}/{task}/{quality}"
     for pattern, values in algorithm.dataset_overrides.items():
         if fnmatch.fnmatchcase(instance, pattern):
             config = apply_overrides(config, values, f"{algorithm.name} dataset table ({pattern})")
-    return apply_overrides(config, user_overrides or {}, algorithm.name)
+    config = apply_overrides(config, user_overrides or {}, algorithm.name)
+    if total_steps is not None:
+        config = algorithm.resolve_schedule(config, total_steps)
+    return config
+
+
+def steps_of_run(owner: str, field: str, explicit: int | None, fraction: float, total_steps: int) -> int:
+    """``explicit`` when set, else ``fraction`` of the run, rounded, at least 1 step, and
+    leaving at least one step after it when the run is long enough for that."""
+    if explicit is not None:
+        return explicit
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"{owner}: field '{field}_fraction': expected a fraction in [0, 1], found {fraction!r}")
+    return max(1, min(round(fraction * total_steps), total_steps - 1))
+
+
+def require_resolved(owner: str, config: AlgorithmConfig, fields: Iterable[str]) -> None:
+    """A clear error for a config whose run-relative fields were never made absolute."""
+    missing = [name for name in fields if getattr(config, name) is None]
+    if missing:
+        raise ConfigError(
+            f"{owner}: {', '.join(missing)} depend on the run's length; set them, or build the config with "
+            "resolve_config(..., total_steps=N) (the trainer does)"
+        )

@@ -200,8 +200,10 @@ def train(
             f"{request.algo} supports {', '.join(algorithm_cls.action_types)} actions; "
             f"{request.suite}/{request.task} has {task.spec.action_type} actions"
         )
-    config = resolve_config(algorithm_cls, request.suite, request.task, request.quality, request.overrides)
     profile = suite.profile(request.profile).with_overrides(steps=request.steps)
+    config = resolve_config(
+        algorithm_cls, request.suite, request.task, request.quality, request.overrides, total_steps=profile.steps
+    )
     dataset = open_or_generate_dataset(request)
     run_dir = run_directory(request)
     run_config = {
@@ -292,20 +294,24 @@ def _train_loop(
     check_every_step = device.type == "cpu"
     started = time.monotonic() - elapsed
     status, diverged_step = "completed", None
+    # A train line is also written at the last step of each phase, so every phase shows in
+    # metrics.jsonl however short the run: {step: name of the phase it ends}.
+    phase_ends = _phase_ends(algorithm.phase_starts(), profile.steps)
     try:
         for step in range(start_step + 1, profile.steps + 1):
             losses = algorithm.update(sampler.sample(batch_size), step)
             for key, value in losses.items():
                 loss_sums[key] = loss_sums.get(key, 0.0) + value
                 loss_counts[key] = loss_counts.get(key, 0) + 1
-            logging = step % profile.log_every == 0
+            logging = step % profile.log_every == 0 or step in phase_ends
             if (check_every_step or logging) and not all(math.isfinite(float(v)) for v in loss_sums.values()):
                 status, diverged_step = "diverged", step
                 _append_metrics(metrics_path, {"step": step, "kind": "diverged", **_finite_or_text(losses)})
                 break
             if logging:
                 means = {key: float(total) / loss_counts[key] for key, total in loss_sums.items()}
-                _append_metrics(metrics_path, {"step": step, "kind": "train", **means})
+                phase = _phase_at(algorithm.phase_starts(), step)
+                _append_metrics(metrics_path, {"step": step, "kind": "train", "phase": phase, **means})
                 loss_sums, loss_counts = {}, {}
             if step % profile.eval_every == 0 or step == profile.steps:
                 episodes = profile.final_eval_episodes if step == profile.steps else profile.eval_episodes
@@ -351,6 +357,16 @@ def _train_loop(
     }
     write_json_atomic(run_dir / RESULT_FILE, result)
     return RunOutcome(run_dir, json.loads(json.dumps(result)))
+
+
+def _phase_at(starts: Mapping[str, int], step: int) -> str:
+    """The name of the phase ``step`` belongs to (the latest phase started at or before it)."""
+    return max((start, name) for name, start in starts.items() if start <= step)[1]
+
+
+def _phase_ends(starts: Mapping[str, int], total_steps: int) -> set[int]:
+    """The last step of every phase that ends inside the run."""
+    return {start - 1 for start in starts.values() if 1 < start <= total_steps + 1}
 
 
 def _finite_or_text(losses: Mapping[str, Any]) -> dict[str, float | str]:
