@@ -29,6 +29,14 @@ class DatasetError(MarlbenchError):
         super().__init__(message)
 
 
+class DatasetExistsError(DatasetError, FileExistsError):
+    """The target of a dataset write already holds something, and overwrite was not asked for."""
+
+
+class DatasetWriteError(DatasetError):
+    """Writing a dataset failed (no space, no permission); nothing of the write was left behind."""
+
+
 class UnknownNameError(MarlbenchError):
     """An algorithm, suite, task, quality or config field name that does not exist."""
 
@@ -84,3 +92,21 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as error:
         raise MissingDependencyError(module, extra, purpose) from error
+
+
+class RunDirectoryError(MarlbenchError):
+    """A run directory that cannot be used as it is: not writable, full, locked by another run,
+    or holding a file (checkpoint, config) that cannot be read."""
+
+    exit_code = 2
+
+    def __init__(self, path: Path | str, expected: object, found: object, advice: str = ""):
+        self.path = Path(path)
+        message = f"{self.path}: expected {expected}, found {found}"
+        if advice:
+            message += f". {advice}"
+        super().__init__(message)
+
+
+class RunLockedError(RunDirectoryError):
+    """Another run holds the run directory's lock."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from marlbench.data.importers import IMPORTERS, import_dataset
 from marlbench.data.importers.omiga_hdf5 import detect_done_marks
 from marlbench.data.store import Dataset, sha256_file
 from marlbench.envs.mamujoco_tasks import TASKS
-from marlbench.errors import ConfigError, DatasetError, UnknownNameError
+from marlbench.errors import ConfigError, DatasetError, DatasetExistsError, UnknownNameError
 
 h5py = pytest.importorskip("h5py")
 
@@ -277,6 +280,75 @@ def test_unknown_format_option_and_existing_root(tmp_path: Path, rng: np.random.
     assert set(IMPORTERS) == {"omiga-hdf5", "comadice-npz", "omar-npy"}
 
 
+def replace_key(source: Path, key: str, value) -> None:
+    with h5py.File(source, "a") as f:
+        del f[key]
+        if isinstance(value, str):
+            f.create_group(key).create_dataset("inner", data=np.zeros(3))
+        else:
+            f[key] = value
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected", "found"),
+    [
+        ("o", "group", "an hdf5 dataset", "an hdf5 group with keys ['inner']"),
+        ("r", "strings", "real numbers", "dtype |S3"),
+        ("s", "complex", "real numbers", "dtype complex64"),
+        ("a", "complex", "floating-point actions", "dtype complex64"),
+        ("a", "integers", "floating-point actions", "dtype int64"),
+    ],
+)
+def test_omiga_field_that_is_a_group_or_not_real_numbers_is_refused(
+    tmp_path: Path, rng: np.random.Generator, key: str, value: str, expected: str, found: str
+) -> None:
+    source = tmp_path / "x.hdf5"
+    write_omiga(source, [(make_episode(rng, 4), True), (make_episode(rng, 3), False)])
+    with h5py.File(source, "r") as f:
+        original = f[key][()]
+    converted = {
+        "group": "group",
+        "strings": np.full(original.shape, b"1.5"),
+        "complex": original.astype(np.complex64) + 1j,
+        "integers": np.round(original).astype(np.int64),
+    }[value]
+    replace_key(source, key, converted)
+    root = tmp_path / "data"
+    with pytest.raises(DatasetError) as caught:
+        omiga_import(source, root)
+    error = caught.value
+    assert (error.path, error.field) == (source, key)
+    assert expected in str(error.expected) and found in str(error.found)
+    assert str(source) in str(error) and not root.exists()
+
+
+def test_import_into_a_leftover_directory_says_what_it_holds_and_the_advice_works(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    source = tmp_path / "x.hdf5"
+    write_omiga(source, [(make_episode(rng, 4), True)])
+    root = tmp_path / "d"
+    root.mkdir()
+    (root / "obs.npy").write_bytes(b"half a copy")
+    with pytest.raises(DatasetExistsError) as caught:
+        omiga_import(source, root)
+    message = str(caught.value)
+    assert "without meta.json holding 1 entries (obs.npy)" in message and "overwrite=True" in message
+    assert omiga_import(source, root, overwrite=True).n_episodes == 1  # the first suggested fix
+    (root / "meta.json").unlink()
+    with pytest.raises(DatasetExistsError) as caught:
+        omiga_import(source, root)
+    subprocess.run(shlex.split(re.search(r"remove it with: (rm -r \S+),", str(caught.value)).group(1)), check=True)
+    assert omiga_import(source, root).n_episodes == 1  # the second one
+
+
+def test_import_into_an_empty_directory_needs_no_overwrite(tmp_path: Path, rng: np.random.Generator) -> None:
+    source = tmp_path / "x.hdf5"
+    write_omiga(source, [(make_episode(rng, 4), True)])
+    (tmp_path / "d").mkdir()
+    assert omiga_import(source, tmp_path / "d").n_episodes == 1
+
+
 # --------------------------------------------------------------------------------------
 # ComaDICE npz
 
@@ -376,6 +448,27 @@ def test_comadice_dimension_and_structure_errors(tmp_path: Path, rng: np.random.
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize(
+    ("key", "dtype", "expected"),
+    [("actions", np.int64, "floating-point actions"), ("obs", np.complex64, "real numbers"), ("rewards", "U3", "real")],
+)
+def test_comadice_integer_actions_and_non_real_arrays_are_refused(
+    tmp_path: Path, rng: np.random.Generator, key: str, dtype, expected: str
+) -> None:
+    source = tmp_path / "x.npz"
+    write_comadice(source, [make_episode(rng, 3), make_episode(rng, 2)], [True, False], horizon=4)
+    with np.load(source) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays[key] = np.nan_to_num(arrays[key]).astype(dtype)
+    np.savez(source, **arrays)
+    with pytest.raises(DatasetError) as caught:
+        comadice_import(source, tmp_path / "data")
+    error = caught.value
+    assert (error.path, error.field) == (source, key)
+    assert expected in str(error.expected) and f"dtype {np.dtype(dtype)}" == error.found
+    assert not (tmp_path / "data").exists()
+
+
 # --------------------------------------------------------------------------------------
 # OMAR per-agent npy
 
@@ -441,3 +534,15 @@ def test_omar_halfcheetah_2x3_is_refused(tmp_path: Path, rng: np.random.Generato
     with pytest.raises(DatasetError, match="seed_0_data; pass one of them"):
         import_dataset("omar-npy", three.parent, root, suite="mamujoco", task="hopper", quality="medium")
     assert not root.exists()
+
+
+def test_omar_integer_actions_are_refused(tmp_path: Path, rng: np.random.Generator) -> None:
+    folder = tmp_path / "seed_0_data"
+    write_omar(folder, [make_episode(rng, 4), make_episode(rng, 3)], [True, False], states=False)
+    np.save(folder / "acs_1.npy", np.sign(np.load(folder / "acs_1.npy")).astype(np.int32))
+    with pytest.raises(DatasetError) as caught:
+        import_dataset("omar-npy", folder, tmp_path / "data", suite="mamujoco", task="hopper", quality="medium")
+    error = caught.value
+    assert (error.path, error.field) == (folder / "acs_1.npy", "acs_1")
+    assert "floating-point actions" in str(error.expected) and error.found == "dtype int32"
+    assert "discrete action indices" in str(error)

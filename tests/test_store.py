@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 
 from marlbench.data.episodes import pack_episodes
-from marlbench.data.store import FORMAT_VERSION, Dataset, write_dataset
-from marlbench.errors import DatasetError
+from marlbench.data.store import CACHE_FILE, FORMAT_VERSION, Dataset, write_dataset
+from marlbench.errors import DatasetError, DatasetWriteError
 from marlbench.spec import EnvSpec
 
 DISCRETE = EnvSpec(n_agents=2, obs_dim=3, state_dim=4, action_type="discrete", n_actions=3, episode_limit=5)
@@ -143,7 +144,8 @@ def test_round_trip(tmp_path: Path, spec: EnvSpec) -> None:
         assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert record["shape"] == list(fields[name].shape)
         assert record["dtype"] == str(fields[name].dtype)
-    assert sorted(p.name for p in root.iterdir()) == sorted(["meta.json"] + [f"{n}.npy" for n in expected_names])
+    expected_files = [CACHE_FILE, "meta.json"] + [f"{n}.npy" for n in expected_names]
+    assert sorted(p.name for p in root.iterdir()) == sorted(expected_files)
     dataset.verify()
 
 
@@ -251,7 +253,7 @@ def test_actions_on_final_rows_are_not_checked(dataset_dir: Path) -> None:
     actions = np.load(dataset_dir / "actions.npy")
     actions[5] = 99  # final row of episode 0: garbage is allowed there
     rewrite(dataset_dir / "actions.npy", actions)
-    Dataset.open(dataset_dir)
+    Dataset.open(dataset_dir, checksums=False)  # the content checks pass; the sha256 no longer matches
 
 
 def test_unavailable_taken_action(dataset_dir: Path) -> None:
@@ -290,12 +292,14 @@ def test_verify_detects_flipped_byte(dataset_dir: Path) -> None:
     payload = len(data) - np.load(path).nbytes
     data[payload] ^= 0x01  # lowest mantissa bit of obs[0, 0, 0]: still finite, same shape
     path.write_bytes(bytes(data))
-    dataset = Dataset.open(dataset_dir)  # every structural check still passes
-    recorded = dataset.meta["files"]["obs"]["sha256"]
+    found = hashlib.sha256(bytes(data)).hexdigest()
+    recorded = json.loads((dataset_dir / "meta.json").read_text())["files"]["obs"]["sha256"]
+    assert_dataset_error(open_error(dataset_dir), "obs", "obs.npy", recorded, found)  # what training opens
+    dataset = Dataset.open(dataset_dir, checksums=False)  # every structural and content check still passes
     with pytest.raises(DatasetError) as info:
         dataset.verify()
     error = info.value
-    assert_dataset_error(error, "obs", "obs.npy", recorded, hashlib.sha256(bytes(data)).hexdigest())
+    assert_dataset_error(error, "obs", "obs.npy", recorded, found)
     assert "sha256" in str(error)
 
 
@@ -319,40 +323,38 @@ def test_invalid_fields_write_nothing(tmp_path: Path) -> None:
     assert listing(parent) == ["other"]
 
 
+def fail_on_write(monkeypatch: pytest.MonkeyPatch, failing_call: int) -> list[int]:
+    """Make the ``failing_call``-th ``os.write`` fail as on a full disk; returns the call log."""
+    real_write = os.write
+    calls: list[int] = []
+
+    def write_or_fail(fd: int, data) -> int:
+        calls.append(fd)
+        if len(calls) == failing_call:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write_or_fail)
+    return calls
+
+
 def test_failure_midway_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     parent = tmp_path / "parent"
     parent.mkdir()
-    real_save = np.save
-    calls = []
-
-    def failing_save(*args, **kwargs):
-        calls.append(args[0])
-        if len(calls) == 3:
-            raise OSError("disk full")
-        return real_save(*args, **kwargs)
-
-    monkeypatch.setattr(np, "save", failing_save)
-    with pytest.raises(OSError, match="disk full"):
+    calls = fail_on_write(monkeypatch, 3)
+    with pytest.raises(DatasetWriteError) as info:
         write(parent / "ds")
     assert len(calls) == 3
     assert listing(parent) == []
+    assert "ENOSPC" in str(info.value) and str(parent) in str(info.value)
 
 
 def test_failure_midway_keeps_old_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "ds"
     write(root)
     before = {p.name: p.read_bytes() for p in root.iterdir()}
-    real_save = np.save
-    calls = []
-
-    def failing_save(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise OSError("disk full")
-        return real_save(*args, **kwargs)
-
-    monkeypatch.setattr(np, "save", failing_save)
-    with pytest.raises(OSError):
+    fail_on_write(monkeypatch, 3)
+    with pytest.raises(DatasetWriteError):
         write(root, CONTINUOUS, overwrite=True)
     assert listing(tmp_path) == ["ds"]
     assert {p.name: p.read_bytes() for p in root.iterdir()} == before
@@ -376,7 +378,7 @@ def test_overwrite_replaces(tmp_path: Path) -> None:
     fields = pack_episodes(**padded_episodes(CONTINUOUS, np.array([2, 4]), np.array([False, True])))
     new = write(root, CONTINUOUS, fields, overwrite=True)
     assert listing(tmp_path) == ["ds"]  # no .old-* or .writing-* leftovers
-    assert not any(name.startswith(".") for name in os.listdir(root))
+    assert [name for name in os.listdir(root) if name.startswith(".")] == [CACHE_FILE]
     assert "avail.npy" not in listing(root)  # nothing of the old discrete dataset survives
     reopened = Dataset.open(root)
     reopened.verify()

@@ -6,32 +6,50 @@ always row ``r + 1`` and no ``next_*`` copies are stored (DESIGN.md, "Store form
 
 Writers go through :func:`write_dataset`, which validates the arrays, writes them into
 a temporary directory beside the target and renames it into place, so a failed write
-leaves nothing behind. Readers go through :meth:`Dataset.open`, which checks every
-field's presence, shape, dtype, finiteness and the row invariants, and raises a
+leaves nothing behind. Readers go through :meth:`Dataset.open`, which checks
+``meta.json``, every field's presence, shape and dtype, every file's sha256 against
+``meta.json``, finiteness and the row invariants, and raises a
 :class:`~marlbench.errors.DatasetError` naming the file and the field otherwise.
+
+The sha256 of each file and the outcome of the content checks are cached in
+``.checked.json`` inside the dataset, keyed by each file's size, mtime, ctime and inode,
+so a dataset is read in full once; a changed file or ``meta.json`` is checked again.
+A read-only dataset directory is checked in full on every open.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
+import math
 import os
+import shlex
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from marlbench.errors import DatasetError
+from marlbench.errors import DatasetError, DatasetExistsError, DatasetWriteError
 from marlbench.spec import EnvSpec
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
+CACHE_FILE = ".checked.json"
+CACHE_VERSION = 1
+"""Bump when :meth:`Dataset.open` checks more, so results cached by older checks are not reused."""
 FLOAT_FIELDS = ("obs", "state", "reward")
+SPEC_INTEGERS = ("n_agents", "obs_dim", "state_dim", "episode_limit")
+STATISTICS_COUNTS = ("episodes", "transitions", "terminals")
+STATISTICS_RETURNS = ("return_mean", "return_std", "return_min", "return_max")
 _CHUNK_ROWS = 1 << 16
+_WRITE_BLOCK = 1 << 24
+_MISSING = object()
 
 
 def field_layout(spec: EnvSpec) -> dict[str, tuple[tuple[str, ...], np.dtype]]:
@@ -59,6 +77,12 @@ def _shape_text(shape: tuple[Any, ...]) -> str:
 
 def validate_fields(fields: Mapping[str, np.ndarray], spec: EnvSpec, where: Path) -> None:
     """Check shapes, dtypes, finiteness and row invariants; raise ``DatasetError``."""
+    _check_structure(fields, spec, where)
+    _check_content(fields, spec, where)
+
+
+def _check_structure(fields: Mapping[str, np.ndarray], spec: EnvSpec, where: Path) -> None:
+    """Every field present with its dtype and shape: what the files' headers tell."""
     layout = field_layout(spec)
     unexpected = sorted(set(fields) - set(layout))
     if unexpected:
@@ -89,6 +113,10 @@ def validate_fields(fields: Mapping[str, np.ndarray], spec: EnvSpec, where: Path
             )
     if rows < 2 or episodes < 1:
         raise DatasetError(where / "reward.npy", "reward", "at least one episode with one transition", f"{rows} rows")
+
+
+def _check_content(fields: Mapping[str, np.ndarray], spec: EnvSpec, where: Path) -> None:
+    """Finiteness and row invariants: a full read of the data."""
     for name in FLOAT_FIELDS + (() if spec.discrete else ("actions",)):
         _check_finite(fields[name], name, where)
     _check_row_invariants(fields, spec, where)
@@ -207,6 +235,17 @@ def dataset_statistics(fields: Mapping[str, np.ndarray]) -> dict[str, float | in
     }
 
 
+def _check_statistics_match(statistics: Mapping[str, Any], fields: Mapping[str, np.ndarray], meta_path: Path) -> None:
+    """``meta.json``'s statistics are those of the data (extra entries are not checked)."""
+    for key, value in dataset_statistics(fields).items():
+        recorded = statistics[key]
+        same = (
+            recorded == value if key in STATISTICS_COUNTS else math.isclose(recorded, value, rel_tol=1e-6, abs_tol=1e-6)
+        )
+        if not same:
+            raise DatasetError(meta_path, f"statistics.{key}", f"{value} (computed from the data)", recorded)
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -231,11 +270,27 @@ def atomic_temp_file(path: Path) -> Path:
     return Path(tmp)
 
 
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """Every byte of ``data`` through ``os.write``: the one call every store write goes through."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_file(path: Path, blocks: Iterator[bytes | memoryview], flags: int) -> None:
+    fd = os.open(path, os.O_WRONLY | flags, 0o666)
+    try:
+        for block in blocks:
+            _write_all(fd, block)
+    finally:
+        os.close(fd)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write through a temporary file and a rename, so readers never see half a file."""
     tmp = atomic_temp_file(path)
     try:
-        tmp.write_text(text)
+        _write_file(tmp, iter([text.encode()]), os.O_TRUNC)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -244,6 +299,92 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def _npy_blocks(array: np.ndarray, digest: Any) -> Iterator[memoryview]:
+    """The bytes ``np.save`` writes for a C-contiguous ``array``, in blocks, fed to ``digest``."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    raw = memoryview(array.reshape(-1).view(np.uint8))
+    for block in [header.getbuffer()] + [raw[i : i + _WRITE_BLOCK] for i in range(0, raw.nbytes, _WRITE_BLOCK)]:
+        digest.update(block)
+        yield block
+
+
+def check_write_target(root: Path, overwrite: bool) -> None:
+    """Refuse to write a dataset over something at ``root`` unless ``overwrite``.
+
+    An absent ``root`` or an empty directory is written without asking; a dataset, a
+    directory holding other files, or a file raise ``DatasetExistsError`` (a
+    ``FileExistsError``) saying what is there and what to do."""
+    if overwrite or not os.path.lexists(root):
+        return
+    replace = "pass overwrite=True (the --overwrite option of marlbench data generate/import/download) to replace it"
+    if not root.is_dir():
+        raise DatasetExistsError(
+            root,
+            "dataset",
+            "a directory for the dataset, or nothing",
+            "a file",
+            f"nothing was written; remove it with: rm {shlex.quote(str(root))}, or {replace}",
+        )
+    entries = sorted(os.listdir(root))
+    if not entries:
+        return
+    if META_FILE in entries:
+        raise DatasetExistsError(
+            root, "dataset", "no dataset at the target", f"a dataset ({_identity_of(root)})", replace
+        )
+    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    raise DatasetExistsError(
+        root,
+        "dataset",
+        "an empty directory or a dataset with meta.json",
+        f"a directory without meta.json holding {len(entries)} entries ({shown}), so not a dataset "
+        "(perhaps an interrupted copy, or a dataset whose meta.json was deleted)",
+        f"nothing was written; look at what it holds, then remove it with: rm -r {shlex.quote(str(root))}, "
+        f"or {replace}",
+    )
+
+
+def _identity_of(root: Path) -> str:
+    try:
+        meta = json.loads((root / META_FILE).read_text())
+        return f"{meta['suite']}/{meta['task']}/{meta['quality']}"
+    except (OSError, ValueError, TypeError, KeyError):
+        return "with an unreadable meta.json"
+
+
+def _make_directories(directory: Path) -> list[Path]:
+    """``mkdir -p directory``; returns the directories it created, outermost first."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    created = []
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        created.append(path)
+    return created
+
+
+def _write_failure(root: Path, target: str | None, error: OSError, nbytes: int) -> DatasetWriteError:
+    """The error for an ``OSError`` while writing file ``target`` of ``root`` (None: while
+    creating, staging or renaming the directory; the directory named is the one refused)."""
+    code = errno.errorcode.get(error.errno or 0, "no errno")
+    found = f"{error.strerror or error} ({code})"
+    directory = Path(error.filename).parent if target is None and error.filename else root.parent
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        expected = f"free space in {directory} for the dataset ({nbytes / 2**20:.1f} MiB)"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        expected = f"write permission in {directory} (the dataset is staged there and renamed into place)"
+    else:
+        expected = f"to write {target or 'the dataset directory'} in {directory}"
+    path, field = (root, "dataset") if target is None else (root / target, target.removesuffix(".npy"))
+    return DatasetWriteError(path, field, expected, found, f"nothing was written; {root} is unchanged")
 
 
 def write_dataset(
@@ -261,24 +402,32 @@ def write_dataset(
     """Validate ``fields`` and write them as a dataset at ``root``, atomically.
 
     ``env_options`` are what the suite's ``make_env`` needs to build the environment
-    the data came from (e.g. ``{"observation_mode": "paper"}``)."""
+    the data came from (e.g. ``{"observation_mode": "paper"}``). An ``OSError`` (no space,
+    no permission) becomes a ``DatasetWriteError`` naming the directory; either way the
+    staging directory and any parent directories this call created are removed."""
     root = Path(root)
-    if root.exists() and not overwrite:
-        raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True (--overwrite) to replace it")
+    check_write_target(root, overwrite)
     validate_fields(fields, spec, root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.writing-"))
-    os.chmod(staging, 0o777 & ~_current_umask())
+    layout = field_layout(spec)
+    nbytes = sum(int(fields[name].nbytes) for name in layout)
+    created: list[Path] = []
+    staging: Path | None = None
+    target: str | None = None
     try:
+        created = _make_directories(root.parent)
+        staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.writing-"))
+        os.chmod(staging, 0o777 & ~_current_umask())
         files: dict[str, dict[str, Any]] = {}
-        for name in field_layout(spec):
+        for name in layout:
+            target = f"{name}.npy"
             array = np.ascontiguousarray(fields[name])
-            np.save(staging / f"{name}.npy", array)
+            digest = hashlib.sha256()
+            _write_file(staging / target, _npy_blocks(array, digest), os.O_CREAT | os.O_EXCL)
             files[name] = {
-                "file": f"{name}.npy",
+                "file": target,
                 "shape": list(array.shape),
                 "dtype": str(array.dtype),
-                "sha256": sha256_file(staging / f"{name}.npy"),
+                "sha256": digest.hexdigest(),
             }
         meta = {
             "format_version": FORMAT_VERSION,
@@ -291,8 +440,11 @@ def write_dataset(
             "statistics": dataset_statistics(fields),
             "files": files,
         }
+        target = META_FILE
         write_json_atomic(staging / META_FILE, meta)
-        if root.exists():
+        _store_cache(staging, {name: record["sha256"] for name, record in files.items()}, meta, {}, files)
+        target = None
+        if os.path.lexists(root):
             retired = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
             os.replace(root, retired / root.name)
             try:
@@ -300,13 +452,198 @@ def write_dataset(
             except BaseException:
                 os.replace(retired / root.name, root)
                 raise
-            shutil.rmtree(retired)
+            shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as error:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        for directory in reversed(created):
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+        if isinstance(error, OSError):
+            raise _write_failure(root, target, error, nbytes) from error
         raise
     return Dataset.open(root)
+
+
+def _stat_key(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+def _content_key(meta: Mapping[str, Any]) -> str:
+    """What the content checks depend on: ``meta.json`` (its sha256s pin the files' bytes)."""
+    text = json.dumps({"checks": CACHE_VERSION, "meta": meta}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_cache(root: Path) -> dict[str, Any]:
+    """The cache's ``{"files": {name: {"stat", "sha256"}}, "content": key}``, or ``{}``."""
+    try:
+        cache = json.loads((root / CACHE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(cache, dict) or cache.get("version") != CACHE_VERSION or not isinstance(cache.get("files"), dict):
+        return {}
+    return cache
+
+
+def _cached_sha256(cache: Mapping[str, Any], name: str, stat: os.stat_result) -> str | None:
+    entry = cache.get("files", {}).get(name)
+    if isinstance(entry, dict) and entry.get("stat") == _stat_key(stat) and isinstance(entry.get("sha256"), str):
+        return entry["sha256"]
+    return None
+
+
+def _clock_file(root: Path) -> Path | None:
+    """The cache's temporary file, or None where ``root`` is not writable. Its mtime is the
+    file system's clock: a file modified no later than that tick is not cached (a change
+    within the same tick would keep its mtime)."""
+    try:
+        return atomic_temp_file(root / CACHE_FILE)
+    except OSError:
+        return None
+
+
+def _store_cache(
+    root: Path,
+    hashes: Mapping[str, str],
+    meta: Mapping[str, Any],
+    old: Mapping[str, Any],
+    fresh: Collection[str],
+    tmp: Path | None = None,
+) -> None:
+    """Record ``hashes`` (verified against ``meta``) and that the content checks passed, if
+    ``root`` is writable and anything changed; failures to write are ignored.
+
+    A ``fresh`` file (hashed after ``tmp`` was created) is recorded if it has not changed
+    since ``tmp``'s mtime; any other file keeps its ``old`` entry while its stat matches."""
+    tmp = tmp or _clock_file(root)
+    if tmp is None:
+        return
+    try:
+        clock = tmp.stat().st_mtime_ns
+        files = {}
+        for name, sha256 in hashes.items():
+            stat = os.stat(root / f"{name}.npy")
+            if (name in fresh and max(stat.st_mtime_ns, stat.st_ctime_ns) < clock) or (
+                name not in fresh and _cached_sha256(old, name, stat) == sha256
+            ):
+                files[name] = {"stat": _stat_key(stat), "sha256": sha256}
+        cache = {"version": CACHE_VERSION, "files": files, "content": _content_key(meta)}
+        if cache != old:
+            _write_file(tmp, iter([json.dumps(cache).encode()]), os.O_TRUNC)
+            os.replace(tmp, root / CACHE_FILE)
+    except OSError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _describe(value: Any) -> str:
+    """A JSON value and its JSON type, for error messages."""
+    if value is _MISSING:
+        return "no such key"
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer"}
+    kind = "null" if value is None else kinds.get(type(value), "a number")
+    text = json.dumps(value)
+    return f"{text[:200]}{'...' if len(text) > 200 else ''} ({kind})"
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_object(meta_path: Path, field: str, value: Any, what: str) -> None:
+    if not isinstance(value, dict):
+        raise DatasetError(meta_path, field, f"a JSON object ({what})", _describe(value))
+
+
+def _check_meta(meta: Any, meta_path: Path) -> EnvSpec:
+    """Every key training, cards and verification read, with its JSON type; the spec."""
+    _check_object(meta_path, "meta.json", meta, "the dataset's description")
+    version = meta.get("format_version", _MISSING)
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise DatasetError(meta_path, "format_version", FORMAT_VERSION, _describe(version))
+    for key in ("suite", "task", "quality"):
+        value = meta.get(key, _MISSING)
+        if not isinstance(value, str) or not value:
+            raise DatasetError(meta_path, key, "a non-empty string", _describe(value))
+    spec = _check_spec(meta.get("spec", _MISSING), meta_path)
+    if "env_options" in meta:
+        _check_object(meta_path, "env_options", meta["env_options"], "keyword arguments of the suite's make_env")
+    _check_object(meta_path, "source", meta.get("source", _MISSING), "the importer or generator and its inputs")
+    _check_statistics(meta.get("statistics", _MISSING), meta_path)
+    _check_file_records(meta.get("files", _MISSING), spec, meta_path)
+    return spec
+
+
+def _check_spec(spec: Any, meta_path: Path) -> EnvSpec:
+    _check_object(meta_path, "spec", spec, "the environment spec")
+    for key in SPEC_INTEGERS:
+        value = spec.get(key, _MISSING)
+        if not _is_int(value, 1):
+            raise DatasetError(meta_path, f"spec.{key}", "a positive integer", _describe(value))
+    action_type = spec.get("action_type", _MISSING)
+    if action_type not in ("discrete", "continuous"):
+        raise DatasetError(meta_path, "spec.action_type", "'discrete' or 'continuous'", _describe(action_type))
+    needed = "n_actions" if action_type == "discrete" else "action_dim"
+    for key in ("n_actions", "action_dim"):
+        value = spec.get(key, None if key != needed else _MISSING)
+        if not _is_int(value, 1) and (key == needed or value is not None):
+            expected = "a positive integer" + ("" if key == needed else " or null")
+            raise DatasetError(meta_path, f"spec.{key}", expected, _describe(value))
+    for key in ("action_low", "action_high"):
+        if key in spec and not _is_number(spec[key]):
+            raise DatasetError(meta_path, f"spec.{key}", "a finite number", _describe(spec[key]))
+    if "has_wins" in spec and not isinstance(spec["has_wins"], bool):
+        raise DatasetError(meta_path, "spec.has_wins", "a boolean", _describe(spec["has_wins"]))
+    try:
+        return EnvSpec.from_dict(spec)
+    except (TypeError, ValueError) as error:
+        raise DatasetError(meta_path, "spec", "a valid environment spec", spec, str(error)) from error
+
+
+def _check_statistics(statistics: Any, meta_path: Path) -> None:
+    _check_object(meta_path, "statistics", statistics, "episodes, transitions, terminals and returns")
+    for key in STATISTICS_COUNTS:
+        value = statistics.get(key, _MISSING)
+        if not _is_int(value, 0):
+            raise DatasetError(meta_path, f"statistics.{key}", "a non-negative integer", _describe(value))
+    for key in STATISTICS_RETURNS:
+        value = statistics.get(key, _MISSING)
+        if not _is_number(value):
+            raise DatasetError(meta_path, f"statistics.{key}", "a finite number", _describe(value))
+
+
+def _check_file_records(files: Any, spec: EnvSpec, meta_path: Path) -> None:
+    _check_object(meta_path, "files", files, "a record of file, shape, dtype and sha256 per field")
+    layout = field_layout(spec)
+    extra = sorted(set(files) - set(layout))
+    if extra:
+        raise DatasetError(meta_path, f"files.{extra[0]}", f"records for the fields {sorted(layout)} only", "a record")
+    for name in layout:
+        record = files.get(name, _MISSING)
+        _check_object(meta_path, f"files.{name}", record, "file, shape, dtype and sha256")
+        if record.get("file", _MISSING) != f"{name}.npy":
+            expected = f'"{name}.npy" (the file training reads, inside the dataset)'
+            raise DatasetError(meta_path, f"files.{name}.file", expected, _describe(record.get("file", _MISSING)))
+        shape = record.get("shape", _MISSING)
+        if not isinstance(shape, list) or not all(_is_int(d, 0) for d in shape):
+            raise DatasetError(meta_path, f"files.{name}.shape", "a list of non-negative integers", _describe(shape))
+        if not isinstance(record.get("dtype", _MISSING), str):
+            raise DatasetError(
+                meta_path, f"files.{name}.dtype", "a dtype name", _describe(record.get("dtype", _MISSING))
+            )
+        sha256 = record.get("sha256", _MISSING)
+        if not isinstance(sha256, str) or len(sha256) != 64 or not set(sha256) <= set("0123456789abcdef"):
+            raise DatasetError(meta_path, f"files.{name}.sha256", "64 lowercase hex digits", _describe(sha256))
 
 
 @dataclass
@@ -319,27 +656,26 @@ class Dataset:
     fields: dict[str, np.ndarray]
 
     @classmethod
-    def open(cls, root: Path | str) -> Dataset:
+    def open(cls, root: Path | str, *, checksums: bool = True) -> Dataset:
+        """Open and check a dataset: ``meta.json``, every file's shape and dtype, every file's
+        sha256 against ``meta.json``, finiteness, row invariants and the statistics.
+
+        Each file's sha256 and the outcome of the content checks are cached in
+        ``.checked.json`` (see the module docstring), so only the first open reads every
+        byte. ``checksums=False`` reads no file to hash it: a file whose sha256 is not
+        cached is then checked for structure and content only (for tools that inspect a
+        dataset; training must keep the default)."""
         root = Path(root)
         meta_path = root / META_FILE
         if not meta_path.is_file():
-            raise DatasetError(meta_path, "meta.json", "a dataset directory with meta.json", "no such file")
+            raise DatasetError(meta_path, "meta.json", "a dataset directory with meta.json", _missing_meta(root))
         try:
             meta = json.loads(meta_path.read_text())
+        except OSError as error:
+            raise DatasetError(meta_path, "meta.json", "a readable file", f"{error.strerror or error}") from error
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise DatasetError(meta_path, "meta.json", "valid JSON", f"a parse error: {error}") from error
-        if not isinstance(meta, dict):
-            raise DatasetError(meta_path, "meta.json", "a JSON object", type(meta).__name__)
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise DatasetError(meta_path, "format_version", FORMAT_VERSION, version)
-        for key in ("suite", "task", "quality", "spec", "files"):
-            if key not in meta:
-                raise DatasetError(meta_path, key, "the key to be present", "no such key")
-        try:
-            spec = EnvSpec.from_dict(meta["spec"])
-        except (TypeError, ValueError, AttributeError) as error:
-            raise DatasetError(meta_path, "spec", "a valid environment spec", meta["spec"], str(error)) from error
+        spec = _check_meta(meta, meta_path)
         fields: dict[str, np.ndarray] = {}
         for name in field_layout(spec):
             path = root / f"{name}.npy"
@@ -349,21 +685,62 @@ class Dataset:
                 fields[name] = np.load(path, mmap_mode="r", allow_pickle=False)
             except (ValueError, OSError, EOFError) as error:
                 raise DatasetError(path, name, "a readable .npy file", f"an unreadable file: {error}") from error
-        validate_fields(fields, spec, root)
-        return cls(root=root, meta=meta, spec=spec, fields=fields)
-
-    def verify(self) -> None:
-        """Re-check every file's sha256 and recorded shape/dtype against ``meta.json``."""
-        for name, record in self.meta["files"].items():
-            path = self.root / record["file"]
-            found = sha256_file(path)
-            if found != record["sha256"]:
-                raise DatasetError(path, name, f"sha256 {record['sha256']}", f"sha256 {found}")
-            array = self.fields[name]
+        _check_structure(fields, spec, root)
+        for name, record in meta["files"].items():
+            array = fields[name]
             if list(array.shape) != record["shape"] or str(array.dtype) != record["dtype"]:
                 raise DatasetError(
-                    path, name, f"{record['dtype']} {record['shape']} (meta.json)", f"{array.dtype} {list(array.shape)}"
+                    root / f"{name}.npy",
+                    name,
+                    f"dtype {record['dtype']} shape {_shape_text(record['shape'])} (meta.json)",
+                    f"dtype {array.dtype} shape {_shape_text(array.shape)}",
                 )
+        dataset = cls(root=root, meta=meta, spec=spec, fields=fields)
+        dataset._check(use_cache=True, hash_uncached=checksums)
+        return dataset
+
+    def verify(self) -> None:
+        """Re-read every file: sha256 against ``meta.json``, finiteness, row invariants and
+        statistics, whatever the cache holds (the cache is then refreshed)."""
+        self._check(use_cache=False, hash_uncached=True)
+
+    def _check(self, *, use_cache: bool, hash_uncached: bool) -> None:
+        """The checks that read the data: sha256s (from the cache where the files' stat
+        matches) first, then content; a content error is raised before a sha256 mismatch
+        because it says more."""
+        cache = _read_cache(self.root)
+        hashes: dict[str, str] = {}
+        uncached = []
+        for name in self.meta["files"]:
+            cached = _cached_sha256(cache, name, os.stat(self.root / f"{name}.npy")) if use_cache else None
+            if cached is None:
+                uncached.append(name)
+            else:
+                hashes[name] = cached
+        tmp = _clock_file(self.root) if uncached and hash_uncached else None
+        try:
+            if hash_uncached:
+                hashes.update((name, sha256_file(self.root / f"{name}.npy")) for name in uncached)
+            mismatched = [name for name, sha256 in hashes.items() if sha256 != self.meta["files"][name]["sha256"]]
+            proven = len(hashes) == len(self.meta["files"]) and not mismatched
+            content_cached = proven and use_cache and cache.get("content") == _content_key(self.meta)
+            if not content_cached:
+                _check_content(self.fields, self.spec, self.root)
+                _check_statistics_match(self.meta["statistics"], self.fields, self.root / META_FILE)
+            for name in mismatched:
+                raise DatasetError(
+                    self.root / f"{name}.npy",
+                    name,
+                    f"sha256 {self.meta['files'][name]['sha256']} (meta.json)",
+                    f"sha256 {hashes[name]}",
+                    "the file's bytes are not those the dataset was written with",
+                )
+            if proven and (uncached or not content_cached):
+                _store_cache(self.root, hashes, self.meta, cache, uncached, tmp)
+                tmp = None
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
 
     @property
     def n_rows(self) -> int:
@@ -383,3 +760,15 @@ class Dataset:
     @property
     def identity(self) -> str:
         return f"{self.meta['suite']}/{self.meta['task']}/{self.meta['quality']}"
+
+
+def _missing_meta(root: Path) -> str:
+    if not root.exists():
+        return f"no such directory {root}"
+    if not root.is_dir():
+        return f"{root} is a file, not a directory"
+    entries = sorted(os.listdir(root))
+    if not entries:
+        return "an empty directory"
+    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    return f"no meta.json; the directory holds {len(entries)} entries ({shown})"

@@ -20,7 +20,7 @@ from marlbench.data.importers.base import CHUNK_ROWS, Converted, Importer
 from marlbench.data.importers.comadice_npz import ComaDiceNpzImporter
 from marlbench.data.importers.omar_npy import OmarNpyImporter
 from marlbench.data.importers.omiga_hdf5 import OmigaHdf5Importer
-from marlbench.data.store import Dataset, sha256_file, write_dataset
+from marlbench.data.store import Dataset, check_write_target, sha256_file, write_dataset
 from marlbench.errors import DatasetError, UnknownNameError
 from marlbench.spec import EnvSpec
 
@@ -71,17 +71,16 @@ def import_dataset(
     ``options`` go to the importer (``episode_limit`` and ``done_marks`` for omiga-hdf5,
     ``action_scale`` and ``episode_limit`` for comadice-npz, ``episode_limit`` for omar-npy).
     Raises ``UnknownNameError`` for an unknown format, ``DatasetError`` (naming the source
-    file, key, expected and found shape) for data that do not fit the task, and
-    ``FileExistsError`` if ``root`` exists and ``overwrite`` is false; on any error nothing
-    is written."""
+    file, key, expected and found shape or dtype) for data that do not fit the task, and
+    ``DatasetExistsError`` (a ``FileExistsError``) if ``root`` holds anything but an empty
+    directory and ``overwrite`` is false; on any error nothing is written."""
     if fmt not in IMPORTERS:
         raise UnknownNameError("import format", fmt, IMPORTERS)
     importer = IMPORTERS[fmt]
     importer.check_options(options)
     spec = import_spec(suite, task, quality)
     root = Path(root)
-    if root.exists() and not overwrite:
-        raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True (--overwrite) to replace it")
+    check_write_target(root, overwrite)
     source = Path(source)
     converted = importer.convert(source, spec, **options)
     _check_finite(converted)

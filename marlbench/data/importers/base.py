@@ -101,6 +101,31 @@ def require_keys(path: Path, present: Sequence[str], needed: Sequence[str]) -> N
             raise DatasetError(path, key, "the key to be present", f"keys {sorted(present)}")
 
 
+REAL_KINDS = "biuf"
+"""dtype kinds a numeric source array may have (bool, signed, unsigned, float); complex,
+string, bytes, object and structured arrays are refused rather than cast."""
+
+
+def check_dtype(path: Path, key: str, dtype: np.dtype, *, continuous_actions: bool = False) -> None:
+    """Refuse a source array that is not real numbers, or continuous actions that are not floats.
+
+    No supported format stores continuous (MaMuJoCo) actions as integers: integer actions
+    are discrete action indices (a SMAC-style file) or the wrong key, and casting them
+    would train on actions in {-1, 0, 1}, so they are refused rather than converted."""
+    if continuous_actions and dtype.kind != "f":
+        raise DatasetError(
+            path,
+            key,
+            "floating-point actions (the task's actions are continuous)",
+            f"dtype {dtype}",
+            "integer actions are discrete action indices; this file holds another task's data or another key"
+            if dtype.kind in "biu"
+            else "",
+        )
+    if dtype.kind not in REAL_KINDS:
+        raise DatasetError(path, key, "real numbers (a bool, integer or float dtype)", f"dtype {dtype}")
+
+
 def time_limit_terminal(done: bool, transitions: int, episode_limit: int) -> bool:
     """A done flag is a true terminal unless the episode ran the full time limit: MaMuJoCo
     (and Gym's TimeLimit) report done when the limit is reached, and a true terminal on

@@ -26,6 +26,7 @@ from marlbench.data.episodes import pack_episodes
 from marlbench.data.importers.base import (
     Converted,
     Importer,
+    check_dtype,
     check_episode_limit,
     match_shape,
     require_keys,
@@ -68,8 +69,11 @@ class ComaDiceNpzImporter(Importer):
         with archive:
             require_keys(source, list(archive.files), KEYS)
             n, o_dim, s_dim, a_dim = spec.n_agents, spec.obs_dim, spec.state_dim, spec.action_dim or 0
-            # Shapes first (reading an npz member's header is cheap), then the data.
-            shapes = {key: _member_shape(archive, key, source) for key in KEYS}
+            # Headers first (reading an npz member's header is cheap), then the data.
+            shapes: dict[str, tuple[int, ...]] = {}
+            for key in KEYS:
+                shapes[key], dtype = _member_header(archive, key, source)
+                check_dtype(source, key, dtype, continuous_actions=key == "actions" and not spec.discrete)
             sizes: dict[str, int] = {}
             match_shape(source, "rewards", shapes["rewards"], [("E", "T"), ("E", "T", 1)], sizes)
             match_shape(source, "obs", shapes["obs"], [("E", sizes["T"] + 1, n, o_dim)], sizes)
@@ -165,15 +169,15 @@ class ComaDiceNpzImporter(Importer):
         return Converted(fields=fields, files=[source], conventions=conventions, origin=origin, action_hint=hint)
 
 
-def _member_shape(archive: np.lib.npyio.NpzFile, key: str, source: Path) -> tuple[int, ...]:
-    """A member's shape from its .npy header, without reading the data."""
+def _member_header(archive: np.lib.npyio.NpzFile, key: str, source: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """A member's shape and dtype from its .npy header, without reading the data."""
     try:
         with archive.zip.open(f"{key}.npy") as member:
             version = np.lib.format.read_magic(member)
             if version == (1, 0):
-                shape, _, _ = np.lib.format.read_array_header_1_0(member)
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
             else:
-                shape, _, _ = np.lib.format.read_array_header_2_0(member)
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
     except (KeyError, ValueError, OSError) as error:
         raise DatasetError(source, key, "a readable .npy member", f"an unreadable member: {error}") from error
-    return tuple(int(d) for d in shape)
+    return tuple(int(d) for d in shape), dtype

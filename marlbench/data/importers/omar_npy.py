@@ -29,6 +29,7 @@ import numpy as np
 from marlbench.data.importers.base import (
     Converted,
     Importer,
+    check_dtype,
     check_episode_limit,
     match_shape,
     rows_from_episodes,
@@ -79,7 +80,7 @@ class OmarNpyImporter(Importer):
             ("rews", [("T",), ("T", 1)]),
             ("dones", [("T",), ("T", 1)]),
         ):
-            arrays[base] = [self._load(source, f"{base}_{i}", patterns, sizes) for i in range(n)]
+            arrays[base] = [self._load(source, f"{base}_{i}", patterns, sizes, spec) for i in range(n)]
         has_states = all((source / f"{base}_{i}.npy").is_file() for base in OPTIONAL for i in range(n))
         state_mode = "concat-obs"
         if has_states:
@@ -87,7 +88,7 @@ class OmarNpyImporter(Importer):
             if s_dim % n == 0:
                 state_patterns.append(("T", s_dim // n))
             for base in OPTIONAL:
-                arrays[base] = [self._load(source, f"{base}_{i}", state_patterns, sizes) for i in range(n)]
+                arrays[base] = [self._load(source, f"{base}_{i}", state_patterns, sizes, spec) for i in range(n)]
             widths = {a.shape[1] for base in OPTIONAL for a in arrays[base]}
             if len(widths) > 1:
                 raise DatasetError(
@@ -169,7 +170,9 @@ class OmarNpyImporter(Importer):
         return Converted(fields=fields, files=files, conventions=conventions, origin=origin)
 
     @staticmethod
-    def _load(folder: Path, key: str, patterns: list[tuple[int | str, ...]], sizes: dict[str, int]) -> np.ndarray:
+    def _load(
+        folder: Path, key: str, patterns: list[tuple[int | str, ...]], sizes: dict[str, int], spec: EnvSpec
+    ) -> np.ndarray:
         path = folder / f"{key}.npy"
         if not path.is_file():
             raise DatasetError(path, key, "the file to exist", "no such file")
@@ -177,5 +180,6 @@ class OmarNpyImporter(Importer):
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError) as error:
             raise DatasetError(path, key, "a readable .npy file", f"an unreadable file: {error}") from error
+        check_dtype(path, key, array.dtype, continuous_actions=key.startswith("acs_") and not spec.discrete)
         match_shape(path, key, array.shape, patterns, sizes)
         return array

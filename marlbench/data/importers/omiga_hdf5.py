@@ -47,6 +47,7 @@ import numpy as np
 from marlbench.data.importers.base import (
     Converted,
     Importer,
+    check_dtype,
     check_episode_limit,
     gather_rows,
     match_shape,
@@ -175,11 +176,17 @@ class OmigaHdf5Importer(Importer):
         except OSError as error:
             raise DatasetError(source, self.name, "a readable hdf5 file", f"an unreadable file: {error}") from error
         with handle:
+            require_keys(source, list(handle.keys()), KEYS)
+            for key in KEYS:
+                item = handle[key]
+                if not isinstance(item, h5py.Dataset):
+                    kind = f"an hdf5 group with keys {sorted(item.keys())}" if isinstance(item, h5py.Group) else item
+                    raise DatasetError(source, key, "an hdf5 dataset (an array)", kind)
+                check_dtype(source, key, item.dtype, continuous_actions=key == "a" and not spec.discrete)
             return self._convert(handle, source, spec, episode_limit, done_marks)
 
     def _convert(self, f: Any, source: Path, spec: EnvSpec, episode_limit: int, done_marks: str) -> Converted:
         n, o_dim, s_dim, a_dim = spec.n_agents, spec.obs_dim, spec.state_dim, spec.action_dim or 0
-        require_keys(source, list(f.keys()), KEYS)
         sizes: dict[str, int] = {}
         match_shape(source, "o", f["o"].shape, [("T", n, o_dim)], sizes)
         state_patterns: list[tuple[int | str, ...]] = []
