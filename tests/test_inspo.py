@@ -164,6 +164,7 @@ def test_one_iteration_matches_equations_24_and_20():
         hidden=(8,),
         ar_hidden=(8,),
         pretrain_steps=1,
+        beta_half_life=100,
         auto_alpha=False,
         alpha=0.5,
         beta_start=2.0,
@@ -200,7 +201,9 @@ def test_one_iteration_matches_equations_24_and_20():
 def test_later_agents_resample_with_the_updated_policies_of_earlier_ones(monkeypatch, order):
     """Sequential: agent 1's ratio (Eq. 23) uses agent 0's policy after agent 0's step of this
     iteration. Simultaneous ("InSPO w/o SPO"): it uses the policy from the iteration's start."""
-    config = InSPOConfig(hidden=(16, 16), ar_hidden=(16,), pretrain_steps=1, auto_alpha=False, update_order=order)
+    config = InSPOConfig(
+        hidden=(16, 16), ar_hidden=(16,), pretrain_steps=1, beta_half_life=100, auto_alpha=False, update_order=order
+    )
     torch.manual_seed(0)
     algo = InSPO(XOR_SPEC, config, torch.device("cpu"))
     batch = _random_batch(XOR_SPEC, 32)
@@ -225,7 +228,9 @@ def test_later_agents_resample_with_the_updated_policies_of_earlier_ones(monkeyp
 
 
 def test_semi_greedy_updates_the_agent_with_the_largest_expected_advantage_first():
-    config = InSPOConfig(hidden=(8,), ar_hidden=(8,), pretrain_steps=1, auto_alpha=False, update_order="semi-greedy")
+    config = InSPOConfig(
+        hidden=(8,), ar_hidden=(8,), pretrain_steps=1, beta_half_life=100, auto_alpha=False, update_order="semi-greedy"
+    )
     spec = EnvSpec(3, 1, 1, "discrete", 1, n_actions=2)
     algo = InSPO(spec, config, torch.device("cpu"))
     for i, gap in enumerate((0.1, 2.0, 0.5)):  # agent 1 gains the most by moving to action B
@@ -245,7 +250,7 @@ def test_autoregressive_model_conditions_on_own_action_and_earlier_agents():
     """mu^{-i}(a_j | s, a_i, a_{<j}) for 4 agents: the input masks, and the factored first layer
     equals one linear layer on [s, onehot(j), masked joint action]."""
     spec = EnvSpec(4, 3, 5, "discrete", 1, n_actions=3)
-    algo = InSPO(spec, InSPOConfig(hidden=(8,), ar_hidden=(16, 16), pretrain_steps=1), torch.device("cpu"))
+    algo = InSPO(spec, InSPOConfig(hidden=(8,), ar_hidden=(16, 16), pretrain_steps=1, beta_half_life=100), torch.device("cpu"))
     model = algo.ar_behaviour
     assert model.inputs[1, 0].tolist() == [0, 1, 0, 0]  # j = 0 sees only a_1
     assert model.inputs[1, 2].tolist() == [1, 1, 0, 0]
@@ -270,7 +275,7 @@ def test_autoregressive_model_conditions_on_own_action_and_earlier_agents():
 
 def test_behaviour_cloning_learns_the_conditionals_of_xor_ab_ba_and_starts_pi_at_mu():
     """{AB, BA}: the marginals are 50/50, mu^{-i}(a_j | a_i) is deterministic; pi_0 = mu_i."""
-    config = InSPOConfig(hidden=(32, 32), ar_hidden=(32, 32), pretrain_steps=150)
+    config = InSPOConfig(hidden=(32, 32), ar_hidden=(32, 32), pretrain_steps=150, beta_half_life=100)
     torch.manual_seed(0)
     algo = InSPO(XOR_SPEC, config, torch.device("cpu"))
     batch = _batch([[0, 1], [1, 0]] * 32, [1.0] * 64, [1.0] * 64)
@@ -289,7 +294,7 @@ def test_behaviour_cloning_learns_the_conditionals_of_xor_ab_ba_and_starts_pi_at
     "spec", [XOR_SPEC, EnvSpec(3, 4, 6, "continuous", 5, action_dim=2)], ids=["discrete", "continuous"]
 )
 def test_state_dict_round_trip_restores_networks_optimisers_and_alpha(spec):
-    config = InSPOConfig(hidden=(16, 16), ar_hidden=(16,), pretrain_steps=2, action_samples=3)
+    config = InSPOConfig(hidden=(16, 16), ar_hidden=(16,), pretrain_steps=2, beta_half_life=100, action_samples=3)
     torch.manual_seed(0)
     algo = InSPO(spec, config, torch.device("cpu"))
     batch = _random_batch(spec, 32)
@@ -318,7 +323,9 @@ def test_state_dict_round_trip_restores_networks_optimisers_and_alpha(spec):
 
 def test_unavailable_actions_stay_out_of_every_distribution():
     spec = EnvSpec(3, 4, 6, "discrete", 5, n_actions=4)
-    config = InSPOConfig(hidden=(16, 16), ar_hidden=(16,), pretrain_steps=3, update_order="semi-greedy")
+    config = InSPOConfig(
+        hidden=(16, 16), ar_hidden=(16,), pretrain_steps=3, beta_half_life=100, update_order="semi-greedy"
+    )
     algo = InSPO(spec, config, torch.device("cpu"))
     batch = _random_batch(spec, 32)
     g = torch.Generator().manual_seed(3)
@@ -335,8 +342,9 @@ def test_unavailable_actions_stay_out_of_every_distribution():
 
 
 def test_matrix_table_and_phases():
-    config = resolve_config(InSPO, "matrix", "xor", "aa-ab-ba")
+    config = resolve_config(InSPO, "matrix", "xor", "aa-ab-ba", total_steps=2000)
     assert (config.pretrain_steps, config.auto_alpha, config.alpha, config.beta_start) == (200, False, 0.1, 10.0)
+    assert config.beta_half_life == 100
     assert InSPO(XOR_SPEC, config, torch.device("cpu")).phase_starts() == {
         "behaviour_cloning": 1,
         "sequential_policy_optimisation": 201,

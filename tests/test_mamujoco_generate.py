@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("gymnasium_robotics")
 
-from marlbench.algorithm import all_algorithms  # noqa: E402
+from marlbench.algorithm import all_algorithms, get_algorithm, resolve_config  # noqa: E402
 from marlbench.data.generators import mamujoco as gen  # noqa: E402
 from marlbench.data.store import Dataset  # noqa: E402
 from marlbench.envs.mamujoco_tasks import QUALITIES, TASKS, paper_observations  # noqa: E402
@@ -229,8 +230,9 @@ CONTINUOUS_ALGORITHMS = sorted(name for name, cls in all_algorithms().items() if
 
 @pytest.mark.parametrize("algo", CONTINUOUS_ALGORITHMS)
 def test_algorithm_runs_end_to_end_on_a_generated_dataset(generated, tmp_path, algo):
-    """`marlbench run --algo ALGO --suite mamujoco` on generated data: trains, evaluates in the real
-    environment (paper observation mode from the dataset's env_options), writes a result."""
+    """`marlbench run --algo ALGO --suite mamujoco --profile smoke` on generated data: trains
+    through every phase of the algorithm (the phase names in metrics.jsonl), evaluates in the
+    real environment (paper observation mode from the dataset's env_options), writes a result."""
     request = RunRequest(
         algo=algo,
         suite="mamujoco",
@@ -238,13 +240,17 @@ def test_algorithm_runs_end_to_end_on_a_generated_dataset(generated, tmp_path, a
         quality="medium-replay",
         seed=0,
         profile="smoke",
-        steps=60,
         data=generated["data"].parent.parent,
         results=tmp_path / "results",
         progress=False,
     )
-    result = train(request).result
+    outcome = train(request)
+    result = outcome.result
     assert result["status"] == "completed"
+    config = resolve_config(get_algorithm(algo), "mamujoco", "hopper", "medium-replay", {}, total_steps=50)
+    phases = set(get_algorithm(algo)(TASK.paper_spec, config, torch.device("cpu")).phase_starts())
+    lines = [json.loads(line) for line in (outcome.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {line["phase"] for line in lines if line["kind"] == "train"} == phases
     assert result["config"]["dataset"]["path"] == str(generated["data"] / "medium-replay")
     final = result["final"]
     assert final["episodes"] == 2 and np.isfinite(final["return_mean"]) and final["win_rate"] is None

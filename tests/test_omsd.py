@@ -26,7 +26,13 @@ from marlbench.errors import ConfigError
 from marlbench.spec import EnvSpec
 from marlbench.train import train
 
-SMALL = {"diffusion_hidden": 32, "diffusion_blocks": 1, "critic_hidden": (32, 32), "actor_hidden": (32, 32)}
+SMALL = {
+    "diffusion_hidden": 32,
+    "diffusion_blocks": 1,
+    "critic_hidden": (32, 32),
+    "actor_hidden": (32, 32),
+    "pretrain_steps": 100,
+}
 
 
 def _spec(n_agents: int, state_dim: int = 1, obs_dim: int = 1) -> EnvSpec:
