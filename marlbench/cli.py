@@ -166,12 +166,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         overwrite=args.overwrite,
         steps=args.steps,
+        threads=args.threads,
+        break_lock=args.break_lock,
     )
     outcome = train(request)
     result = outcome.result
     print(f"run directory: {outcome.run_dir}")
     if result["status"] == "diverged":
-        print(f"status: diverged at step {result['diverged_step']} (a non-finite loss)")
+        print(f"status: diverged at step {result['diverged_step']} ({result.get('diverged_message')})")
         return 1
     final = result["final"]
     line = f"final return: {final['return_mean']:.4f} ± {final['return_std']:.4f} over {final['episodes']} episodes"
@@ -329,12 +331,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", type=Path, default=None, help="data directory (default: $MARLBENCH_DATA or data/)")
     run.add_argument("--dataset", type=Path, default=None, help="an explicit dataset directory")
     run.add_argument("--device", default="cpu")
-    run.add_argument("--overwrite", action="store_true", help="replace a run directory holding another config")
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch/BLAS threads of this run (default: torch's count, at most the available cores)",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start this run afresh, replacing what its directory holds (another config, an unusable checkpoint)",
+    )
+    run.add_argument(
+        "--break-lock", action="store_true", help="take over the run directory's lock even from a live run"
+    )
     run.set_defaults(handler=_cmd_run)
 
     grid = commands.add_parser("grid", help="run a benchmark file's algorithm x instance x seed grid on Ray Tune")
     _add_benchmark_arguments(grid)
-    grid.add_argument("--cpus-per-trial", type=float, default=1.0)
+    grid.add_argument(
+        "--cpus-per-trial", type=float, default=1.0, help="Ray CPUs of a trial, also its torch threads (at least 1)"
+    )
     grid.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU between trials")
     grid.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as resources allow)")
     grid.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial")
@@ -343,7 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Ray's experiment directory or bucket URI (default: ray_results/ beside --results)",
     )
-    grid.add_argument("--address", default=None, help="join a running Ray cluster, e.g. auto or ray://host:10001")
+    grid.add_argument(
+        "--address",
+        default=None,
+        help="join a running Ray cluster, e.g. auto or ray://host:10001; every node must see --results and --data",
+    )
     grid.add_argument(
         "--generate-missing", action="store_true", help="generate missing datasets where the suite can (MaMuJoCo)"
     )

@@ -16,6 +16,11 @@ from its own checkpoint.
 Before anything runs, :func:`plan_grid` works out what cannot run here — an algorithm
 that is not implemented, a suite that is not installed (StarCraft II), a missing dataset
 — and says how to get it; the grid runs the rest and fails only when nothing can run.
+On a Ray cluster (``address``), :func:`check_cluster_paths` then makes sure that every node
+writes the results directory and reads the datasets before the first trial starts.
+
+Each trial runs with as many torch threads as it has Ray CPUs (``cpus_per_trial``, default
+1), so parallel trials do not oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from marlbench.benchmark import Benchmark, Instance, Variant
 from marlbench.data.download import KNOWN_SOURCES
 from marlbench.data.paths import data_dir, dataset_root
 from marlbench.envs.registry import Suite, all_suites
-from marlbench.errors import MarlbenchError, require
+from marlbench.errors import MarlbenchError, RunDirectoryError, require
 
 CellKey = tuple[str, Instance]
 
@@ -141,12 +146,10 @@ def _trial_config_hash(configs: list[dict[str, Any]], seeds: tuple[int, ...], pr
 
 def run_trial(config: Mapping[str, Any]) -> None:
     """One Tune trial: a ``marlbench run`` that reports each evaluation to Tune."""
-    import torch
     from ray import tune
 
     from marlbench.train import RunRequest, train
 
-    torch.set_num_threads(max(1, int(config["threads"])))
     cell, settings = config["cell"], config["settings"]
     request = RunRequest(
         algo=cell["algo"],
@@ -160,6 +163,7 @@ def run_trial(config: Mapping[str, Any]) -> None:
         data=Path(settings["data"]),
         device=settings["device"],
         progress=False,
+        threads=int(config["threads"]),
     )
 
     def on_evaluation(step: int, metrics: dict[str, Any]) -> None:
@@ -192,6 +196,7 @@ class GridOptions:
     """Ray's experiment directory (a shared path or bucket URI on a cluster); default ``ray_results``
     beside the results directory (never inside it: Ray writes its own ``result.json`` files)."""
     cpus_per_trial: float = 1.0
+    """Ray CPUs of a trial; its torch threads are this, rounded down, at least 1."""
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None
     max_failures: int = 1
@@ -324,6 +329,10 @@ def run_grid(benchmark: Benchmark, options: GridOptions, say=print) -> GridSumma
     }
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=False, configure_logging=False)
+    if options.address is not None:
+        datasets = sorted({dataset_root(*trial.instance, settings["data"]) for trial in plan.cells})
+        check_cluster_paths(results, datasets)
+        say(f"grid: every node of the Ray cluster reads the datasets and writes {results}")
     trainable = tune.with_resources(run_trial, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
     path = f"{storage.rstrip('/')}/{name}"
     say(
@@ -369,6 +378,99 @@ def run_grid(benchmark: Benchmark, options: GridOptions, say=print) -> GridSumma
     return GridSummary(plan, path, finished, errored)
 
 
+PROBE_TIMEOUT_S = 120
+
+
+def _probe_paths(token_path: str, token: str, datasets: list[str]) -> str | None:
+    """On one node: is the results directory the driver's (its probe file is there) and
+    writable, and can every dataset be read? ``None``, or what is wrong there."""
+    import socket
+
+    node = socket.gethostname()
+    probe = Path(token_path)
+    try:
+        found = probe.read_text()
+    except OSError as error:
+        return f"node {node}: {probe.parent} does not hold the driver's probe file ({error.strerror})"
+    if found != token:
+        return f"node {node}: {probe.parent} holds another probe file than the driver wrote"
+    reply = probe.with_name(f"{probe.name}.{node}.{os.getpid()}")
+    try:
+        reply.write_text(token)
+        reply.unlink()
+    except OSError as error:
+        return f"node {node}: cannot write in {probe.parent} ({error.strerror})"
+    for root in map(Path, datasets):
+        try:
+            for path in [root / "meta.json", *sorted(root.glob("*.npy"))]:
+                with open(path, "rb") as handle:
+                    handle.read(1)
+        except OSError as error:
+            return f"node {node}: cannot read the dataset {root} ({error.strerror}: {error.filename})"
+    return None
+
+
+def check_cluster_paths(results: Path, datasets: list[Path], timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Before the first trial on a Ray cluster: one task on every live node reads a probe file
+    the driver wrote into ``results``, writes beside it, and reads every dataset; a node that
+    cannot (another file system, no mount, no permission) stops the grid with what to do."""
+    import ray
+    from ray.exceptions import GetTimeoutError
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from marlbench.train import storage_errors
+
+    token = os.urandom(16).hex()
+    token_path = results / f".marlbench-probe-{token}"
+    with storage_errors(results):
+        results.mkdir(parents=True, exist_ok=True)
+        token_path.write_text(token)
+    probe = ray.remote(num_cpus=0, max_retries=0)(_probe_paths)
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    pending = [
+        probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
+            str(token_path), token, [str(root) for root in datasets]
+        )
+        for node in nodes
+    ]
+    try:
+        problems = [answer for answer in ray.get(pending, timeout=timeout_s) if answer is not None]
+    except GetTimeoutError:
+        problems = [f"not every one of the {len(nodes)} nodes answered the path check within {timeout_s:.0f} s"]
+    finally:
+        token_path.unlink(missing_ok=True)
+    if problems:
+        raise RunDirectoryError(
+            results,
+            "every node of the Ray cluster to write here and to read the grid's datasets",
+            "\n  " + "\n  ".join(problems),
+            "Put the results and data directories on a file system every node mounts at the same path (NFS or "
+            "similar) and pass those paths as --results and --data (Ray's --storage may be a bucket URI; these "
+            "may not)",
+        )
+
+
+def report_cell_status(benchmark: Benchmark) -> dict[CellKey, str]:
+    """What a report shows in a cell without a finished run, where the installation knows it
+    without datasets or environments: ``not implemented`` (no such algorithm registered) and
+    ``n/a`` (the task's action space, from the suite's task table, is not the algorithm's).
+    Any other cell without a run is missing (``—``): whether a dataset or a simulator is on the
+    machine that writes the report says nothing about the machine that ran the grid."""
+    registered = all_algorithms()
+    suites = all_suites()
+    names = list(registered) if benchmark.algorithms is None else list(benchmark.algorithms)
+    status: dict[CellKey, str] = {}
+    for instance in benchmark.instances:
+        suite = suites.get(instance[0])
+        task = suite.tasks().get(instance[1]) if suite is not None else None
+        for name in names:
+            if name not in registered:
+                status[(name, instance)] = "not implemented"
+            elif task is not None and task.spec.action_type not in registered[name].action_types:
+                status[(name, instance)] = "n/a"
+    return status
+
+
 def write_report(
     benchmark: Benchmark,
     results: Path,
@@ -378,27 +480,22 @@ def write_report(
     csv: bool = False,
     figures: bool = True,
 ) -> list[Path]:
-    """The report of a benchmark's runs below ``results``, with the cells the plan could not
-    run named as such and the published tables the file mirrors beside ours."""
-    import pandas as pd
+    """The report of a benchmark's runs below ``results``: every finished run shown, cells
+    without one named by :func:`report_cell_status`, the published tables the file mirrors
+    beside ours. ``data`` is not read: a report needs neither datasets nor environments (the
+    argument stays for the command line and the demo, which pass it)."""
+    from marlbench.report.build import build_report, load_benchmark_published
 
-    from marlbench.report.build import build_report
-    from marlbench.report.published import load_published, published_for
-
-    published = None
-    if benchmark.published:
-        frame = load_published()
-        published = pd.concat(
-            [published_for(frame, paper=r.paper, tables=[r.table], metric=r.metric) for r in benchmark.published]
-        )
+    published, not_reproduced = load_benchmark_published(benchmark)
     return build_report(
         benchmark,
         results,
         out,
         formats=formats,
         published=published,
-        cell_status=plan_grid(benchmark, data).cell_status,
+        cell_status=report_cell_status(benchmark),
         csv=csv,
         figures=figures,
         algorithms=list(all_algorithms()) if benchmark.algorithms is None else None,
+        not_reproduced=not_reproduced,
     )

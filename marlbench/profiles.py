@@ -18,7 +18,8 @@ class Profile:
     log_every: int
     checkpoint_every: int
     batch_size: int | None = None
-    """When set, replaces every algorithm's own batch size, so a budget is steps x batch."""
+    """When set, replaces every algorithm's own batch size, so a budget is steps x batch; a
+    batch size the user sets (``--set batch_size=N``) wins over it."""
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():

@@ -2,29 +2,47 @@
 
 A run writes ``<results>/<suite>/<task>/<quality>/<algo>/<variant>/seed<k>/``:
 
-- ``config.json``: everything that determines the run (algorithm config, profile, dataset);
+- ``config.json``: the run's identity (algorithm config, profile, seed, the dataset's content:
+  its ``source`` and the sha256 of every file, never its path) and a ``runtime`` section
+  (threads, device, dataset path, marlbench version) that is recorded but not compared, so
+  a resumed run may use another thread count or another spelling of the data path;
 - ``metrics.jsonl``: one line per logging interval (``kind: train``, mean losses) and one
   per evaluation (``kind: eval``);
 - ``checkpoint.pt``: networks, optimisers, sampler and RNG states, running loss sums;
 - ``result.json``: status (``completed`` or ``diverged``), the final score (the last
-  evaluation, taken with ``final_eval_episodes`` episodes) and the full config.
+  evaluation, taken with ``final_eval_episodes`` episodes), the full config and the
+  ``provenance`` of the code and machine that finished it;
+- ``run.lock`` while a run trains: one run per directory at a time.
 
-Every file is replaced atomically. A rerun with the same config resumes from the last
+Every file is replaced atomically. A rerun with the same identity resumes from the last
 checkpoint and first drops metric lines written after it, so no step appears twice; a
-rerun with a different config refuses unless ``overwrite`` is set; a completed run is
-returned as it is.
+rerun with another identity refuses; ``overwrite`` starts the run afresh whatever the
+directory holds (another config, an unusable checkpoint, a finished run); a finished run
+is returned as it is. A non-finite value in a loss, in an evaluation, or inside a forward
+pass (torch's checks of distribution arguments and of sampling probabilities) ends the run
+as ``diverged`` with its step and what was found.
+
+Threads: each run sets torch's intra- and inter-op thread counts from ``threads`` (default:
+torch's own count, at most the cores this process may use), and ``OMP_NUM_THREADS``,
+``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` for the processes it starts (evaluation
+workers); BLAS pools already loaded are limited through threadpoolctl when it is installed.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import platform
 import shutil
+import socket
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +50,31 @@ import numpy as np
 import torch
 
 from marlbench import __version__
-from marlbench.algorithm import Algorithm, get_algorithm, resolve_config
+from marlbench.algorithm import Algorithm, AlgorithmConfig, get_algorithm, resolve_config
 from marlbench.benchmark import variant_name
 from marlbench.data.paths import dataset_root
 from marlbench.data.sampler import Sampler
 from marlbench.data.store import Dataset, atomic_temp_file, write_json_atomic, write_text_atomic
 from marlbench.envs.base import VecEnv
 from marlbench.envs.registry import get_suite
-from marlbench.errors import ConfigError, DatasetError, MarlbenchError
+from marlbench.errors import ConfigError, DatasetError, RunDirectoryError, RunLockedError
 from marlbench.evaluate import EvalResult, evaluate
+from marlbench.profiles import Profile
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+LOCK_FILE = "run.lock"
+RUNTIME_KEY = "runtime"
+"""The section of ``config.json`` left out of the run's identity."""
+LOCK_TIMEOUT_S = 30 * 60
+"""A lock not refreshed for this long is stale, whichever host holds it."""
+LOCK_REFRESH_S = 60
+"""How often a training run refreshes its lock's modification time."""
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+CHECKPOINT_FIELDS = ("step", "elapsed", "algorithm", "sampler", "torch_rng", "numpy_rng", "loss_sums", "loss_counts")
+AFRESH = "Rerun the same command with --overwrite to start this run afresh"
 
 
 @dataclass
@@ -67,6 +96,8 @@ class RunRequest:
     overwrite: bool = False
     steps: int | None = None
     progress: bool | None = None
+    threads: int | None = None
+    break_lock: bool = False
 
 
 @dataclass
@@ -132,8 +163,131 @@ def open_or_generate_dataset(request: RunRequest) -> Dataset:
     return dataset
 
 
+def dataset_identity(dataset: Dataset) -> dict[str, Any]:
+    """What makes two datasets the same for a run: their content, never their path."""
+    files = dataset.meta["files"]
+    return {"source": dataset.meta["source"], "sha256": {name: files[name]["sha256"] for name in sorted(files)}}
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def set_threads(threads: int | None) -> int:
+    """Give this process ``threads`` threads (default: torch's count, at most the available
+    cores) for torch, loaded BLAS/OpenMP pools and the processes it starts; returns the count."""
+    count = threads if threads is not None else min(torch.get_num_threads(), available_cores())
+    torch.set_num_threads(count)
+    if torch.get_num_interop_threads() != count:
+        try:
+            torch.set_num_interop_threads(count)
+        except RuntimeError:
+            pass  # torch allows it only before its first inter-op parallel work in this process
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(count)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return count
+    threadpool_limits(limits=count)
+    return count
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    """The code and machine a result comes from."""
+    commit, dirty = git_state(Path(__file__).resolve().parent.parent)
+    return {
+        "marlbench_version": __version__,
+        "commit": commit,
+        "dirty": dirty,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "host": socket.gethostname(),
+        "cpu": cpu_model(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def git_state(source: Path) -> tuple[str | None, bool | None]:
+    """The commit checked out at ``source`` and whether tracked files differ from it, when
+    ``source`` is the top of a git work tree; ``(None, None)`` otherwise."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, timeout=60)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != source.resolve():
+            return None, None
+        head = git("rev-parse", "--verify", "HEAD")
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.TimeoutExpired):
+        return None, None
+    commit = head.stdout.strip() if head.returncode == 0 else None
+    return commit, bool(status.stdout.strip()) if status.returncode == 0 else None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
+def _free_space(path: Path) -> str:
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    return f"{shutil.disk_usage(existing).free / 2**20:.1f} MiB free there"
+
+
+@contextmanager
+def storage_errors(path: Path) -> Iterator[None]:
+    """A full disk, a read-only or unwritable results root: an error naming ``path``."""
+    advice = (
+        "Free space or make the directory writable (or pass --results with another directory), then rerun "
+        "the same command: the run resumes from its last checkpoint"
+    )
+    expected = "a writable directory with free space"
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _STORAGE_ERRNOS:
+            raise
+        found = f"{error.strerror} ({errno.errorcode[error.errno]}"
+        found += f", {_free_space(path)})" if error.errno in (errno.ENOSPC, errno.EDQUOT) else ")"
+        raise RunDirectoryError(path, expected, found, advice) from error
+    except RuntimeError as error:
+        # torch.save's zip writer reports a write cut short (a full disk) as "unexpected pos".
+        if "unexpected pos" not in str(error):
+            raise
+        found = f"a write cut short ({str(error).strip()}), as on a full disk; {_free_space(path)}"
+        raise RunDirectoryError(path, expected, found, advice) from error
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with storage_errors(path):
+        write_json_atomic(path, data)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunDirectoryError(path, "a JSON file written by marlbench", f"invalid JSON ({error})", AFRESH) from error
+
+
 def _append_metrics(path: Path, record: Mapping[str, Any]) -> None:
-    with open(path, "a") as handle:
+    with storage_errors(path), open(path, "a") as handle:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
 
@@ -150,17 +304,215 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
             continue
         if record.get("step", math.inf) <= last_step:
             kept.append(line)
-    write_text_atomic(path, "".join(line + "\n" for line in kept))
+    with storage_errors(path):
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = atomic_temp_file(path)
+    with storage_errors(path):
+        tmp = atomic_temp_file(path)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # a damaged file fails anywhere in torch's zip and pickle readers
+        raise RunDirectoryError(
+            path,
+            "a checkpoint written by torch.save",
+            f"an unreadable file of {path.stat().st_size} bytes ({type(error).__name__}: {_first_line(error)})",
+            AFRESH,
+        ) from error
+    missing = [name for name in CHECKPOINT_FIELDS if not isinstance(checkpoint, dict) or name not in checkpoint]
+    if missing:
+        raise RunDirectoryError(path, f"the fields {', '.join(CHECKPOINT_FIELDS)}", f"no {', '.join(missing)}", AFRESH)
+    return checkpoint
+
+
+def _restore(path: Path, checkpoint: Mapping[str, Any], algorithm: Algorithm, sampler: Sampler) -> None:
+    parts: dict[str, Callable[[Any], Any]] = {
+        "algorithm": algorithm.load_state_dict,
+        "sampler": sampler.load_state_dict,
+        "torch_rng": torch.set_rng_state,
+        "numpy_rng": np.random.set_state,
+    }
+    for name, load in parts.items():
+        try:
+            load(checkpoint[name])
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            raise RunDirectoryError(
+                path,
+                f"field '{name}' to fit this version of {algorithm.name}",
+                f"{type(error).__name__}: {_first_line(error)}",
+                f"It was saved by another marlbench version or is damaged. {AFRESH}",
+            ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+class RunLock:
+    """This process's hold on a run directory: ``run.lock``, created with O_CREAT|O_EXCL (atomic
+    on local and shared file systems), holding host, pid and start time; a training run
+    refreshes its modification time every ``LOCK_REFRESH_S`` seconds.
+
+    A lock is stale when its process on this host has ended, or when it has not been
+    refreshed for ``LOCK_TIMEOUT_S`` (a lock of another host, whose process cannot be
+    checked from here); ``--break-lock`` takes any lock over."""
+
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        self._text = text
+        self._refreshed = time.monotonic()
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._refreshed < LOCK_REFRESH_S:
+            return
+        if _read_text(self.path) != self._text:
+            raise RunLockedError(
+                self.path,
+                "this run's lock",
+                "it taken over by another process (--break-lock, or a lock timeout)",
+                "This run stops so that two runs never write one directory",
+            )
+        with storage_errors(self.path):
+            os.utime(self.path)
+        self._refreshed = now
+
+    def release(self) -> None:
+        if _read_text(self.path) == self._text:
+            self.path.unlink(missing_ok=True)
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _age_s(path: Path) -> float | None:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has ended, only not yet reaped
+
+
+def _lock_holder(text: str) -> dict[str, Any] | None:
+    try:
+        holder = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    valid = isinstance(holder, dict) and isinstance(holder.get("host"), str) and isinstance(holder.get("pid"), int)
+    return holder if valid and isinstance(holder.get("started"), (int, float)) else None
+
+
+def _stale_reason(holder: Mapping[str, Any], age: float) -> str | None:
+    if age > LOCK_TIMEOUT_S:
+        return f"not refreshed for {age / 60:.0f} minutes, more than {LOCK_TIMEOUT_S // 60}"
+    if holder["host"] == socket.gethostname() and not _process_running(holder["pid"]):
+        return f"its process {holder['pid']} on this host has ended"
+    return None
+
+
+def _remove_lock(path: Path, seen: str) -> bool:
+    """Remove ``path`` if it still holds ``seen``. One process at a time checks and removes
+    (the ``.breaking`` guard), so a lock that another process has just taken is never removed."""
+    guard = path.with_name(path.name + ".breaking")
+    try:
+        with storage_errors(guard):
+            os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        age = _age_s(guard)
+        if age is not None and age > LOCK_REFRESH_S:  # a remover that died half-way
+            guard.unlink(missing_ok=True)
+        return False
+    try:
+        if _read_text(path) != seen:
+            return False
+        path.unlink()
+        return True
+    finally:
+        guard.unlink(missing_ok=True)
+
+
+def _locked_error(run_dir: Path, path: Path, holder: Mapping[str, Any] | None, age: float) -> RunLockedError:
+    if holder is None:
+        found = f"an unreadable lock file {path.name} ({path.stat().st_size} bytes, modified {age:.0f} s ago)"
+        advice = "If no run is using this directory, rerun the same command with --break-lock"
+        return RunLockedError(run_dir, "no other run in this directory", found, advice)
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["started"]))
+    found = (
+        f"a run holding {path.name}: host {holder['host']}, pid {holder['pid']}, started {started}, "
+        f"lock refreshed {age:.0f} s ago"
+    )
+    if holder["host"] == socket.gethostname():
+        advice = "Wait for it to finish (or stop it): one directory takes one run at a time"
+    else:
+        advice = (
+            f"A lock of another host is taken over once not refreshed for {LOCK_TIMEOUT_S // 60} minutes; "
+            "if that run is gone, rerun the same command with --break-lock"
+        )
+    return RunLockedError(run_dir, "no other run in this directory", found, advice)
+
+
+def acquire_run_lock(run_dir: Path, break_lock: bool = False, patience_s: float = 10.0) -> RunLock:
+    """Take ``run_dir``'s lock, taking over a stale one (or any one with ``break_lock``)."""
+    path = run_dir / LOCK_FILE
+    text = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            with storage_errors(path):
+                descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            seen, age = _read_text(path), _age_s(path)
+        if seen is None or age is None:
+            continue  # released between our two looks
+        holder = _lock_holder(seen)
+        if holder is None and age < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)  # its creator is still writing it
+            continue
+        reason = "--break-lock" if break_lock else None if holder is None else _stale_reason(holder, age)
+        if reason is None:
+            raise _locked_error(run_dir, path, holder, age)
+        if _remove_lock(path, seen):
+            print(f"marlbench: {path}: took over a stale lock ({reason}): {seen.strip()}", file=sys.stderr)
+        elif time.monotonic() < deadline:
+            time.sleep(0.05)
+        else:
+            raise RunLockedError(run_dir, "to take the lock", "other processes taking it over at the same time")
+    try:
+        with storage_errors(path), os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         raise
+    return RunLock(path, text)
 
 
 def evaluation_seed(seed: int, step: int) -> int:
@@ -185,12 +537,38 @@ class _Evaluator:
             env.close()
 
 
+def _check_request(request: RunRequest) -> None:
+    """Values that would fail deep inside a run are refused before anything is created."""
+    optional = (("steps", request.steps), ("threads", request.threads))
+    checks = [("seed", request.seed, 0)] + [(name, value, 1) for name, value in optional if value is not None]
+    for name, value, lowest in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise ConfigError(f"{name} (--{name}): expected an integer >= {lowest}, found {value!r}")
+
+
+def _batch_size_used(config: AlgorithmConfig, profile: Profile, request: RunRequest) -> AlgorithmConfig:
+    """The profile's batch size (a budget is steps x batch) unless the user set one."""
+    if profile.batch_size is not None and "batch_size" not in request.overrides:
+        config = replace(config, batch_size=profile.batch_size)
+    if config.batch_size < 1:
+        raise ConfigError(f"{request.algo}: field 'batch_size': expected an integer >= 1, found {config.batch_size}")
+    return config
+
+
+def _identity_changes(existing: Any, run_config: Mapping[str, Any]) -> list[str]:
+    if not isinstance(existing, dict):
+        return ["the whole file"]
+    keys = (set(existing) | set(run_config)) - {RUNTIME_KEY}
+    return sorted(key for key in keys if existing.get(key) != run_config.get(key))
+
+
 def train(
     request: RunRequest,
     on_evaluation: Callable[[int, dict[str, Any]], None] | None = None,
     on_checkpoint: Callback | None = None,
 ) -> RunOutcome:
     """Train and evaluate one algorithm on one dataset with one seed (see module docstring)."""
+    _check_request(request)
     algorithm_cls = get_algorithm(request.algo)
     suite = get_suite(request.suite)
     task = suite.task(request.task)
@@ -204,6 +582,8 @@ def train(
     config = resolve_config(
         algorithm_cls, request.suite, request.task, request.quality, request.overrides, total_steps=profile.steps
     )
+    config = _batch_size_used(config, profile, request)
+    threads = set_threads(request.threads)
     dataset = open_or_generate_dataset(request)
     run_dir = run_directory(request)
     run_config = {
@@ -216,42 +596,105 @@ def train(
         "profile": {"name": request.profile, **profile.to_dict()},
         "algorithm_config": asdict(config),
         "user_overrides": dict(request.overrides),
-        "dataset": {
-            "path": str(dataset.root),
-            "source": dataset.meta["source"],
-            "statistics": dataset.meta["statistics"],
-        },
+        "dataset": dataset_identity(dataset),
         "spec": task.spec.to_dict(),
-        "marlbench_version": __version__,
+        RUNTIME_KEY: {
+            "threads": threads,
+            "device": request.device,
+            "dataset_path": str(dataset.root.absolute()),
+            "marlbench_version": __version__,
+        },
     }
+    run_config = json.loads(json.dumps(run_config))
+    with storage_errors(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+    lock = acquire_run_lock(run_dir, request.break_lock)
+    try:
+        finished = _prepare_run_directory(request, run_dir, run_config)
+        if finished is not None:
+            return finished
+        return _train_loop(
+            request, algorithm_cls, config, profile, dataset, run_dir, run_config, lock, on_evaluation, on_checkpoint
+        )
+    finally:
+        lock.release()
+
+
+def _prepare_run_directory(request: RunRequest, run_dir: Path, run_config: dict[str, Any]) -> RunOutcome | None:
+    """Empty the directory for ``overwrite``, refuse another identity, return a finished run;
+    otherwise record the config (its runtime section is this invocation's)."""
     config_path = run_dir / CONFIG_FILE
-    if config_path.exists():
-        existing = json.loads(config_path.read_text())
-        if existing != json.loads(json.dumps(run_config)):
-            if not request.overwrite:
-                changed = sorted(k for k in run_config if existing.get(k) != json.loads(json.dumps(run_config))[k])
-                raise ConfigError(
-                    f"{run_dir} holds a run with another config (differs in: {', '.join(changed)}); "
-                    "pass --overwrite to replace it or --variant to keep both"
-                )
-            shutil.rmtree(run_dir)
-        elif (run_dir / RESULT_FILE).exists():
-            return RunOutcome(run_dir, json.loads((run_dir / RESULT_FILE).read_text()))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(config_path, run_config)
-    return _train_loop(
-        request, algorithm_cls, config, profile, dataset, run_dir, run_config, on_evaluation, on_checkpoint
-    )
+    if request.overwrite:
+        for entry in run_dir.iterdir():
+            if entry.name.startswith(LOCK_FILE):
+                continue
+            with storage_errors(entry):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+    elif config_path.exists():
+        changed = _identity_changes(_read_json(config_path), run_config)
+        if changed:
+            raise ConfigError(
+                f"{run_dir} holds a run with another config (differs in: {', '.join(changed)}); "
+                "pass --overwrite to replace it or --variant to keep both"
+            )
+        if (run_dir / RESULT_FILE).exists():
+            return RunOutcome(run_dir, _read_json(run_dir / RESULT_FILE))
+    _write_json(config_path, run_config)
+    return None
+
+
+class _Diverged(Exception):
+    def __init__(self, step: int, message: str, losses: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.step = step
+        self.message = message
+        self.losses = dict(losses or {})
+
+
+# What torch says when a forward pass meets a non-finite value: the argument check of every
+# distribution (``Categorical(logits=nan)``) and the probability check of sampling.
+_NON_FINITE_MARKERS = ("found invalid values", "probability tensor contains either `inf`, `nan` or element < 0")
+
+
+@contextmanager
+def _non_finite_ends_run(step: int, where: str) -> Iterator[None]:
+    try:
+        yield
+    except (ValueError, RuntimeError) as error:
+        if not any(marker in str(error) for marker in _NON_FINITE_MARKERS):
+            raise
+        raise _Diverged(step, f"non-finite values in the {where} (torch: {_first_line(error).rstrip(':')})") from error
+
+
+def _non_finite(values: Mapping[str, Any]) -> dict[str, str]:
+    """The non-finite numbers of ``values`` (nested mappings included), as text."""
+    found: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            found.update({f"{key}.{inner}": text for inner, text in _non_finite(value).items()})
+        elif isinstance(value, (int, float, torch.Tensor)) and not isinstance(value, bool):
+            number = float(value)
+            if not math.isfinite(number):
+                found[key] = str(number)
+    return found
+
+
+def _describe(kind: str, values: Mapping[str, str]) -> str:
+    return f"non-finite {kind}: " + ", ".join(f"{key}={text}" for key, text in values.items())
 
 
 def _train_loop(
     request: RunRequest,
     algorithm_cls: type[Algorithm],
-    config: Any,
-    profile: Any,
+    config: AlgorithmConfig,
+    profile: Profile,
     dataset: Dataset,
     run_dir: Path,
     run_config: dict[str, Any],
+    lock: RunLock,
     on_evaluation: Callable[[int, dict[str, Any]], None] | None,
     on_checkpoint: Callback | None,
 ) -> RunOutcome:
@@ -269,18 +712,8 @@ def _train_loop(
     loss_counts: dict[str, int] = {}
     last_eval: dict[str, Any] | None = None
     if checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        try:
-            algorithm.load_state_dict(checkpoint["algorithm"])
-        except (KeyError, RuntimeError, ValueError) as error:
-            raise MarlbenchError(
-                f"{checkpoint_path}: field 'algorithm' does not fit this version of {request.algo} "
-                f"({type(error).__name__}: {str(error).splitlines()[0]}); it was saved by another "
-                "marlbench version. Rerun with --overwrite to start this run afresh."
-            ) from error
-        sampler.load_state_dict(checkpoint["sampler"])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        np.random.set_state(checkpoint["numpy_rng"])
+        checkpoint = _load_checkpoint(checkpoint_path, device)
+        _restore(checkpoint_path, checkpoint, algorithm, sampler)
         start_step, elapsed = checkpoint["step"], checkpoint["elapsed"]
         loss_sums, loss_counts, last_eval = checkpoint["loss_sums"], checkpoint["loss_counts"], checkpoint["last_eval"]
     _truncate_metrics(metrics_path, start_step)
@@ -288,26 +721,25 @@ def _train_loop(
     evaluator = _Evaluator(lambda n: suite.make_env(request.task, n, **env_options))
     show_progress = sys.stderr.isatty() if request.progress is None else request.progress
     progress = _progress_bar(show_progress, profile.steps, start_step, run_dir)
-    batch_size = profile.batch_size or config.batch_size
     # Losses may be 0-d tensors. On the CPU reading them costs nothing, so a non-finite
     # loss is caught at its step; on an accelerator they are read only when logging.
     check_every_step = device.type == "cpu"
     started = time.monotonic() - elapsed
-    status, diverged_step = "completed", None
+    diverged: _Diverged | None = None
     # A train line is also written at the last step of each phase, so every phase shows in
     # metrics.jsonl however short the run: {step: name of the phase it ends}.
     phase_ends = _phase_ends(algorithm.phase_starts(), profile.steps)
     try:
         for step in range(start_step + 1, profile.steps + 1):
-            losses = algorithm.update(sampler.sample(batch_size), step)
+            lock.refresh()
+            with _non_finite_ends_run(step, "update"):
+                losses = algorithm.update(sampler.sample(config.batch_size), step)
             for key, value in losses.items():
                 loss_sums[key] = loss_sums.get(key, 0.0) + value
                 loss_counts[key] = loss_counts.get(key, 0) + 1
             logging = step % profile.log_every == 0 or step in phase_ends
-            if (check_every_step or logging) and not all(math.isfinite(float(v)) for v in loss_sums.values()):
-                status, diverged_step = "diverged", step
-                _append_metrics(metrics_path, {"step": step, "kind": "diverged", **_finite_or_text(losses)})
-                break
+            if (check_every_step or logging) and (bad := _non_finite(loss_sums)):
+                raise _Diverged(step, _describe("loss", bad), losses)
             if logging:
                 means = {key: float(total) / loss_counts[key] for key, total in loss_sums.items()}
                 phase = _phase_at(algorithm.phase_starts(), step)
@@ -315,7 +747,10 @@ def _train_loop(
                 loss_sums, loss_counts = {}, {}
             if step % profile.eval_every == 0 or step == profile.steps:
                 episodes = profile.final_eval_episodes if step == profile.steps else profile.eval_episodes
-                last_eval = evaluator(algorithm, episodes, evaluation_seed(request.seed, step)).to_dict()
+                with _non_finite_ends_run(step, "evaluation"):
+                    last_eval = evaluator(algorithm, episodes, evaluation_seed(request.seed, step)).to_dict()
+                if bad := _non_finite(last_eval):
+                    raise _Diverged(step, _describe("evaluation", bad))
                 _append_metrics(metrics_path, {"step": step, "kind": "eval", **last_eval})
                 if on_evaluation is not None:
                     on_evaluation(step, last_eval)
@@ -337,6 +772,10 @@ def _train_loop(
                 if on_checkpoint is not None:
                     on_checkpoint(step, run_dir)
             progress.update(1)
+    except _Diverged as stop:
+        diverged = stop
+        record = {"step": stop.step, "kind": "diverged", "message": stop.message, **_finite_or_text(stop.losses)}
+        _append_metrics(metrics_path, record)
     finally:
         progress.close()
         evaluator.close()
@@ -348,14 +787,16 @@ def _train_loop(
         "seed": request.seed,
         "variant": run_config["variant"],
         "profile": request.profile,
-        "steps": profile.steps if status == "completed" else diverged_step,
-        "status": status,
-        "diverged_step": diverged_step,
-        "final": last_eval if status == "completed" else None,
+        "steps": profile.steps if diverged is None else diverged.step,
+        "status": "completed" if diverged is None else "diverged",
+        "diverged_step": None if diverged is None else diverged.step,
+        "diverged_message": None if diverged is None else diverged.message,
+        "final": last_eval if diverged is None else None,
         "wall_time_s": round(time.monotonic() - started, 3),
         "config": run_config,
+        "provenance": provenance(device),
     }
-    write_json_atomic(run_dir / RESULT_FILE, result)
+    _write_json(run_dir / RESULT_FILE, result)
     return RunOutcome(run_dir, json.loads(json.dumps(result)))
 
 

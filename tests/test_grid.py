@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from marlbench.benchmark import Benchmark
+from marlbench.envs.registry import get_suite
 from marlbench.errors import MarlbenchError
 from marlbench.grid import GridOptions, generate_missing, plan_grid, run_grid
 
@@ -111,6 +112,9 @@ def test_interrupted_grid_resumes_without_rerunning_finished_trials(tmp_path):
     for run_dir, (_, metrics) in finished.items():
         steps = [(record["kind"], record["step"]) for record in map(json.loads, metrics.splitlines())]
         assert len(steps) == len(set(steps)), f"duplicated metric lines in {run_dir}"
+        runtime = json.loads((run_dir / "config.json").read_text())["runtime"]
+        assert runtime["threads"] == 1, "one torch thread per trial by default (--cpus-per-trial 1)"
+        assert runtime["dataset_path"] == str((tmp_path / "data").resolve().joinpath(*run_dir.parts[-6:-3]))
     assert not list(results.rglob("ray_results")), "Ray's experiment directory must stay out of the results"
 
     reports = tmp_path / "reports"
@@ -142,3 +146,51 @@ def test_generation_of_several_tasks_runs_in_worker_processes_and_reports_each_f
     assert said == [f"grid: generating mamujoco/{task}/expert -> {tmp_path / 'data' / 'mamujoco' / task / 'expert'}"
                     for task in ("hopper", "halfcheetah")]  # fmt: skip
     assert not (tmp_path / "data" / "mamujoco" / "hopper" / "expert").exists()
+
+
+def test_cluster_path_check_passes_on_a_local_cluster_and_says_what_to_do_when_a_node_cannot_see_the_paths(
+    tmp_path, monkeypatch, capsys
+):
+    """A local Ray is a cluster of one: the check passes. A node that cannot read a dataset, a
+    results directory the nodes do not share (the driver's probe file lands on its own disk
+    only) and a results root that cannot be created all stop the grid before its first trial."""
+    import ray
+
+    from marlbench.errors import RunDirectoryError
+    from marlbench.grid import check_cluster_paths
+
+    dataset = tmp_path / "data" / "matrix" / "xor" / "ab"
+    get_suite("matrix").generate("xor", "ab", dataset)
+    results = tmp_path / "results"
+    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False)
+    try:
+        check_cluster_paths(results, [dataset])
+        assert not list(results.iterdir()), "the probe files are removed"
+
+        with pytest.raises(
+            RunDirectoryError, match=r"(?s)node .*: cannot read the dataset .*missing.*--results and --data"
+        ):
+            check_cluster_paths(results, [dataset, tmp_path / "missing"])
+
+        write_text = Path.write_text
+
+        def drivers_own_disk(path: Path, *args, **kwargs):
+            return None if path.name.startswith(".marlbench-probe-") else write_text(path, *args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(Path, "write_text", drivers_own_disk)
+            with pytest.raises(RunDirectoryError) as refused:
+                check_cluster_paths(results, [dataset])
+        message = str(refused.value)
+        assert f"{results}: expected every node of the Ray cluster to write here" in message
+        assert f"{results} does not hold the driver's probe file (No such file or directory)" in message
+        assert "file system every node mounts at the same path" in message
+
+        (tmp_path / "a-file").write_text("")
+        benchmark = _benchmark(tmp_path, ["bc"], ["matrix/xor/ab"])
+        options = GridOptions(results=tmp_path / "a-file" / "results", data=tmp_path / "data", address="local")
+        with pytest.raises(RunDirectoryError, match=r"a-file/results/smoke: expected a writable directory"):
+            run_grid(benchmark, options)
+        assert "grid: 2 trials" not in capsys.readouterr().out, "no trial may start"
+    finally:
+        ray.shutdown()

@@ -251,7 +251,7 @@ def test_algorithm_runs_end_to_end_on_a_generated_dataset(generated, tmp_path, a
     phases = set(get_algorithm(algo)(TASK.paper_spec, config, torch.device("cpu")).phase_starts())
     lines = [json.loads(line) for line in (outcome.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {line["phase"] for line in lines if line["kind"] == "train"} == phases
-    assert result["config"]["dataset"]["path"] == str(generated["data"] / "medium-replay")
+    assert result["config"]["runtime"]["dataset_path"] == str(generated["data"] / "medium-replay")
     final = result["final"]
     assert final["episodes"] == 2 and np.isfinite(final["return_mean"]) and final["win_rate"] is None
     assert "expected_return" not in final

@@ -6,14 +6,14 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from marlbench.algorithm import _ALGORITHMS, Algorithm, AlgorithmConfig, register
-from marlbench.errors import ConfigError, MarlbenchError
+from marlbench.errors import ConfigError, RunDirectoryError
 from marlbench.train import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE, train
 
 
@@ -83,8 +83,12 @@ def test_a_checkpoint_from_another_version_is_refused_with_the_file_named(make_r
     checkpoint = torch.load(checkpoint_path, weights_only=False)
     checkpoint["algorithm"] = {"networks": {"renamed.weight": torch.zeros(1)}}  # an older layout
     torch.save(checkpoint, checkpoint_path)
-    with pytest.raises(MarlbenchError, match=rf"{checkpoint_path}: field 'algorithm' does not fit .*--overwrite"):
+    expected = rf"{checkpoint_path}: expected field 'algorithm' to fit this version of bc, found KeyError.*--overwrite"
+    with pytest.raises(RunDirectoryError, match=expected) as refused:
         train(request)
+    assert refused.value.exit_code == 2
+    outcome = train(replace(request, overwrite=True))  # the advice works
+    assert outcome.result["status"] == "completed"
 
 
 def test_run_killed_by_signal_resumes_without_duplicates(make_request, tmp_path):
@@ -157,8 +161,9 @@ def test_non_finite_loss_stops_the_run_as_diverged(make_request):
     assert result["status"] == "diverged"
     assert result["diverged_step"] == 7 and result["steps"] == 7
     assert result["final"] is None
+    assert result["diverged_message"] == "non-finite loss: loss=nan"
     last = _metric_lines(outcome.run_dir)[-1]
-    assert last == {"step": 7, "kind": "diverged", "loss": "nan"}
+    assert last == {"step": 7, "kind": "diverged", "message": "non-finite loss: loss=nan", "loss": "nan"}
 
 
 def test_algorithm_refuses_an_action_space_it_does_not_support(make_request):
