@@ -12,7 +12,15 @@ import pandas as pd
 import pytest
 
 from marlbench.errors import ConfigError, UnknownNameError
-from marlbench.report.published import COLUMNS, DEFAULT_DIR, load_published, published_for
+from marlbench.report.published import (
+    ANNOTATED_COLUMNS,
+    ANNOTATION_COLUMNS,
+    COLUMNS,
+    DEFAULT_DIR,
+    NOT_CHECKED,
+    load_published,
+    published_for,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PAPERS = REPO.parent / "shared" / "papers"
@@ -342,3 +350,58 @@ def test_loading_does_not_import_torch() -> None:
     code = "import sys; from marlbench.report.published import load_published; load_published(); "
     code += "assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+# --- annotations: does the authors' own code reproduce a cell? -------------------------------------------------
+
+ANNOTATED_HEADER = ",".join(ANNOTATED_COLUMNS)
+
+
+def test_table_26_is_annotated_with_what_the_authors_code_gives(published: pd.DataFrame) -> None:
+    checked = published[published["authors_code"] != NOT_CHECKED]
+    assert set(zip(checked["paper"], checked["table"], strict=True)) == {("comadice", "Table 26")}
+    assert len(checked) == EXPECTED_ROWS[("comadice", "Table 26")]
+    by_quality = checked.groupby("quality")[["authors_code", "authors_code_value", "authors_code_metric"]].agg(set)
+    assert by_quality.to_dict("index") == {
+        "ab": {"authors_code": {"yes"}, "authors_code_value": {0.998}, "authors_code_metric": {"expected_return"}},
+        "ab-ba": {"authors_code": {"no"}, "authors_code_value": {0.0}, "authors_code_metric": {"expected_return"}},
+        "aa-ab-ba": {"authors_code": {"no"}, "authors_code_value": {0.219}, "authors_code_metric": {"expected_return"}},
+        "aa-ab-ba-bb": {
+            "authors_code": {"no"},
+            "authors_code_value": {0.021},
+            "authors_code_metric": {"expected_return"},
+        },
+    }
+    assert all("REFERENCE.md" in source for source in checked["annotation_source"])
+    unchecked = published[published["authors_code"] == NOT_CHECKED]
+    assert unchecked["authors_code_value"].isna().all() and set(unchecked["annotation_source"]) == {""}
+
+
+def test_a_file_without_annotation_columns_is_not_checked(tmp_path: Path) -> None:
+    row = load_published(write_csv(tmp_path, GOOD_ROW)).iloc[0]
+    assert (row["authors_code"], row["authors_code_metric"], row["annotation_source"]) == (NOT_CHECKED, "", "")
+    assert pd.isna(row["authors_code_value"])
+    annotated = load_published(write_csv(tmp_path, GOOD_ROW + ",no,2000,,a run of their code", header=ANNOTATED_HEADER))
+    assert annotated[list(ANNOTATION_COLUMNS)].values.tolist() == [["no", 2000.0, "return_mean", "a run of their code"]]
+
+
+@pytest.mark.parametrize(
+    "annotation,message",
+    [
+        (",maybe,,,", r"bad\.csv:2: field 'authors_code': expected one of yes, no, not-checked, found 'maybe'"),
+        (",no,,,their code", r"bad\.csv:2: field 'authors_code_value': expected a finite number, found ''"),
+        (",no,1.0,,", r"bad\.csv:2: field 'annotation_source': expected where the check is recorded .*found ''"),
+        (",yes,,,", r"bad\.csv:2: field 'annotation_source': expected where the check is recorded"),
+        (",not-checked,1.0,,", r"field 'authors_code_value': expected an empty cell where authors_code is not-che"),
+        (",not-checked,,,their code", r"field 'annotation_source': expected an empty cell where authors_code is not"),
+        (",yes,,return_mean,x", r"field 'authors_code_metric': expected an empty cell where authors_code_value is"),
+        (",no,1.0,win_rate,x", r"field 'authors_code_metric': expected the row's metric or one of .*'win_rate'"),
+        (",no,1.0,returns,x", r"field 'authors_code_metric': expected the row's metric or one of .*'returns'"),
+        (",no,1.0,,x,extra", r"bad\.csv:2: field 'row': expected 17 cells, found '18 cells'"),
+    ],
+)
+def test_a_bad_annotation_names_file_line_field_expected_and_found(
+    tmp_path: Path, annotation: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_published(write_csv(tmp_path, GOOD_ROW + annotation, header=ANNOTATED_HEADER))

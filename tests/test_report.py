@@ -40,13 +40,22 @@ def write_run(
     status: str = "completed",
     profile: str = "smoke",
     win_rate: float | None = None,
+    references: dict | None = None,
+    provenance: dict | None = None,
 ) -> Path:
-    """A run directory as ``marlbench.train`` leaves it; evaluations rise linearly to ``score``."""
+    """A run directory as ``marlbench.train`` leaves it; evaluations rise linearly to ``score``.
+    ``references``: the dataset card's ``reference_returns``; ``provenance``: result.json's."""
     suite, task, quality = instance
     run_dir = results / suite / task / quality / algo / variant / f"seed{seed}"
     run_dir.mkdir(parents=True)
     keys = {"algo": algo, "suite": suite, "task": task, "quality": quality, "seed": seed, "variant": variant}
-    config = {**keys, "profile": {"name": profile, "steps": EVAL_STEPS[-1]}, "user_overrides": {}}
+    source = {"generator": "test"} if references is None else {"generator": "test", "reference_returns": references}
+    config = {
+        **keys,
+        "profile": {"name": profile, "steps": EVAL_STEPS[-1]},
+        "user_overrides": {},
+        "dataset": {"source": source},
+    }
     (run_dir / "config.json").write_text(json.dumps(config))
     evaluations = [] if status != "completed" else EVAL_STEPS
     lines = [{"step": 10, "kind": "train", "loss": 0.5}]
@@ -72,6 +81,8 @@ def write_run(
         "wall_time_s": 1.0,
         "config": config,
     }
+    if provenance is not None:
+        result["provenance"] = provenance
     (run_dir / "result.json").write_text(json.dumps(result))
     return run_dir
 

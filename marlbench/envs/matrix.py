@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from marlbench.data.generators.bridge import bridge_fields
+from marlbench.data.generators.bridge import reference_returns as bridge_reference_returns
 from marlbench.data.generators.matrix import bandit_fields, matrix_game_fields
 from marlbench.data.store import Dataset, write_dataset
 from marlbench.envs.base import Observation, StepResult, VecEnv
@@ -92,6 +93,16 @@ class BanditEnv(_OneStepEnv):
     def _team_reward(self, actions: np.ndarray) -> np.ndarray:
         joint = np.clip(np.asarray(actions, dtype=np.float32).reshape(self.n_envs, 2), -1.0, 1.0)
         return joint[:, 0] * joint[:, 1]
+
+
+def reference_returns(task: str) -> dict[str, float]:
+    """The normalisation references a dataset card records (``source.reference_returns``): the
+    payoff range of a one-step game (the bandit's r = a1 * a2 spans [-1, 1]); on Bridge the exact
+    returns of the uniformly random and the optimal joint policy."""
+    if task == "bridge":
+        return bridge_reference_returns()
+    payoff = {"xor": XOR_PAYOFF, "mne": MNE_PAYOFF, "bandit": np.array([-1.0, 1.0])}[task]
+    return {"min": float(payoff.min()), "max": float(payoff.max())}
 
 
 XOR_QUALITIES = ("ab", "ab-ba", "aa-ab-ba", "aa-ab-ba-bb")
@@ -186,7 +197,7 @@ class MatrixSuite(Suite):
             suite=self.name,
             task=task,
             quality=quality,
-            source={"generator": "marlbench.matrix", "config": config},
+            source={"generator": "marlbench.matrix", "config": config, "reference_returns": reference_returns(task)},
             overwrite=overwrite,
         )
 

@@ -2,10 +2,20 @@
 scores per column, with stratified-bootstrap 95% confidence intervals (Agarwal et al. 2021,
 "Deep RL at the edge of the statistical precipice"; the ``rliable`` package).
 
-Normalisation: per instance, min-max over the columns' mean scores in that instance,
-``(score - min_mean) / (max_mean - min_mean)``, so the best column's mean is 1 and the worst's
-0 (a single run may fall outside [0, 1]). An instance where every column has the same mean
-carries no information under this normalisation and is left out (the report lists it).
+Normalisation: per instance against fixed references, as D4RL's normalised score
+``(score - low) / (high - low)``, so a column's score does not depend on the other columns:
+
+- ``win_rate``: the win rate as a fraction (already in [0, 1]; no references needed);
+- otherwise the references the dataset card records (``source.reference_returns``, copied into
+  every run's config): the random policy's and the behaviour expert's returns (MaMuJoCo; Bridge's
+  exact uniform-random and optimal returns), or a matrix game's payoff range (min and max payoff);
+- fallback, where no run's card holds references (datasets imported or written before the
+  cards recorded them) or the runs' cards disagree: min-max over the columns' mean scores in
+  that instance, so the best column's mean is 1 and the worst's 0. Such an instance changes when
+  a column is added, and one where every column has the same mean carries no information and is
+  left out. The report names the fallback instances and why.
+
+A single run may fall outside [0, 1] under any of these.
 
 Runs: the score matrix of a column is runs x instances, as rliable expects. A column without a
 single completed run is left out; an instance enters only when every remaining column has at
@@ -33,16 +43,27 @@ import pandas as pd
 from rliable.metrics import aggregate_iqm, aggregate_mean
 from scipy import stats
 
-from marlbench.report.results import INSTANCE_KEYS
-from marlbench.report.tables import Column, Instance, score_column
+from marlbench.report.results import INSTANCE_KEYS, REFERENCE_COLUMNS
+from marlbench.report.tables import PERCENT_METRICS, Column, Instance, score_column
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
-NORMALISATION = (
-    "scores normalised per instance by min-max over the columns' mean scores in that instance "
-    "(best column mean = 1, worst = 0)"
-)
+WIN_RATE = "win-rate"
+COLUMN_RANGE = "column-range"
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """``(score - low) / (high - low)`` on one instance, scores in display units."""
+
+    kind: str
+    """``random-expert`` or ``payoff-range`` (the dataset card's references), ``win-rate``, or
+    ``column-range`` (the fallback)."""
+    low: float
+    high: float
+    reason: str = ""
+    """Why the fallback was needed."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,8 @@ class Aggregate:
     left_out_columns: list[Column]
     """Columns without a single completed run (not implemented, n/a, not run yet)."""
     runs_per_instance: int
+    normalisation: dict[Instance, Normalisation]
+    """How each instance that entered was normalised."""
     iqm: dict[Column, Estimate]
     mean: dict[Column, Estimate]
     normalised: dict[Column, np.ndarray]
@@ -108,6 +131,27 @@ def _estimate(scores: np.ndarray, name: str, resamples: int, seed: int) -> Estim
     return Estimate(float(point(scores)), low, high)
 
 
+def normalisation(metric: str, runs: pd.DataFrame, means: Sequence[float]) -> Normalisation | None:
+    """The normalisation of one instance from its completed ``runs`` and the columns' ``means``;
+    None when only the fallback applies and every column has the same mean."""
+    if metric in PERCENT_METRICS:
+        return Normalisation(WIN_RATE, 0.0, 100.0)
+    references = runs[REFERENCE_COLUMNS].dropna().drop_duplicates()
+    if len(references) == 1:
+        kind, low, high = references.iloc[0]
+        if high > low:
+            return Normalisation(kind, float(low), float(high))
+        reason = f"the dataset card's references are not increasing ({low:g}, {high:g})"
+    elif len(references) > 1:
+        reason = "the runs' dataset cards give different references"
+    else:
+        reason = "no references on the dataset card"
+    low, high = min(means), max(means)
+    if np.isclose(low, high):
+        return None
+    return Normalisation(COLUMN_RANGE, float(low), float(high), reason)
+
+
 def aggregate_scores(
     runs: pd.DataFrame,
     metric: str,
@@ -125,7 +169,7 @@ def aggregate_scores(
         return None
     per_cell: dict[tuple[Instance, Column], np.ndarray] = {}
     left_out: dict[Instance, str] = {}
-    kept: list[Instance] = []
+    normalisations: dict[Instance, Normalisation] = {}
     for instance in instances:
         here = completed[(completed[INSTANCE_KEYS] == pd.Series(instance, index=INSTANCE_KEYS)).all(axis=1)]
         cells = {}
@@ -136,19 +180,19 @@ def aggregate_scores(
         if empty:
             left_out[instance] = f"no completed run of {', '.join(empty)}"
             continue
-        means = [scores.mean() for scores in cells.values()]
-        if np.isclose(max(means), min(means)):
+        chosen_normalisation = normalisation(metric, here, [scores.mean() for scores in cells.values()])
+        if chosen_normalisation is None:
             left_out[instance] = "every column has the same mean"
             continue
-        kept.append(instance)
+        normalisations[instance] = chosen_normalisation
         per_cell.update({(instance, column): scores for column, scores in cells.items()})
-    if not kept:
+    if not normalisations:
         return None
+    kept = list(normalisations)
     runs_per_instance = min(len(scores) for scores in per_cell.values())
     normalised: dict[Column, np.ndarray] = {column: np.empty((runs_per_instance, len(kept))) for column in columns}
     for index, instance in enumerate(kept):
-        means = [per_cell[(instance, column)].mean() for column in columns]
-        low, high = min(means), max(means)
+        low, high = normalisations[instance].low, normalisations[instance].high
         for column in columns:
             scores = per_cell[(instance, column)][:runs_per_instance]
             normalised[column][:, index] = (scores - low) / (high - low)
@@ -158,6 +202,7 @@ def aggregate_scores(
         left_out=left_out,
         left_out_columns=left_out_columns,
         runs_per_instance=runs_per_instance,
+        normalisation=normalisations,
         iqm={column: _estimate(matrix, "iqm", resamples, seed) for column, matrix in normalised.items()},
         mean={column: _estimate(matrix, "mean", resamples, seed) for column, matrix in normalised.items()},
         normalised=normalised,

@@ -2,15 +2,21 @@
 numbers beside them, an aggregate over instances, figures and a marl-eval export.
 
 Which runs count: those below ``results_dir`` with the benchmark's profile, one of its seeds, one
-of its instances and one of its columns (algorithm x variant). A cell's availability comes from
-the caller (``cell_status``: ``n/a``, ``not implemented``, ``not run: <why>``) because this
-package imports neither torch nor any algorithm; every other cell is looked up in the results.
+of its instances and one of its columns (algorithm x variant). Every cell is looked up in the
+results first; only a cell without a finished run shows the caller's status (``cell_status``:
+``n/a``, ``not implemented``, ``not run: <why>``; the caller knows the registry, this package
+imports neither torch nor any algorithm). A result file that cannot be read is skipped and named
+under the tables, as is a completed run without the table's metric. When the runs record their
+provenance, the header sums it up (commits, hosts, runs with uncommitted changes).
 
 Published numbers (a ``load_published`` frame) are matched to our cells by instance, algorithm
 and variant (``alpha=10`` and ``alpha=10.0`` are the same variant) and shown as one table per
 published paper table: ``published mean ± std (Δ ours − published)``, win rates in percent;
 Δ appears where we have a completed run. A separate table (rather than three numbers per cell)
-keeps the 11-column tables readable in both formats.
+keeps the 11-column tables readable in both formats. A published cell that the authors' own code
+does not reproduce (``authors_code`` = ``no`` in the CSV) is marked ``‡`` with a footnote giving
+what that code gives; so is our cell for the same dataset and column (``not_reproduced``: such
+rows of any published table), so that a reader compares ours with what the method's code does.
 
 Files: ``<name>.md``, ``<name>.tex`` (standalone, compiles by itself), ``<name>.csv`` (the
 benchmark's runs, one row each, on request), ``<name>_curves.png`` (learning curves),
@@ -30,15 +36,18 @@ from pathlib import Path
 import pandas as pd
 
 from marlbench.benchmark import ALL_ALGORITHMS, Benchmark, Instance
+from marlbench.data.store import write_text_atomic
 from marlbench.errors import ConfigError
-from marlbench.report.aggregate import NORMALISATION, Aggregate, aggregate_scores
+from marlbench.report.aggregate import COLUMN_RANGE, Aggregate, aggregate_scores
 from marlbench.report.figures import aggregate_plot, alpha_ablation, learning_curves
 from marlbench.report.latex import escape, render_latex, standalone_document
 from marlbench.report.marl_eval import marl_eval_json
-from marlbench.report.results import INSTANCE_KEYS, load_curves, load_results
+from marlbench.report.published import DEFAULT_DIR, NOT_REPRODUCED, load_published, published_for
+from marlbench.report.results import INSTANCE_KEYS, SkippedFile, read_curves, read_results
 from marlbench.report.tables import (
     METRIC_DESCRIPTIONS,
     METRIC_NAMES,
+    NOT_REPRODUCED_MARK,
     PERCENT_METRICS,
     Cell,
     Column,
@@ -62,8 +71,18 @@ LEGEND = (
     "(fewer than 2 completed seeds). (n=k): only k seeds completed. (k diverged): runs stopped by a "
     "non-finite loss; diverged (k): every run diverged. —: no run found (missing, never 0). n/a: the "
     "algorithm's action space does not fit the task. not implemented: no algorithm of that name is "
-    "registered. not run: the reason is under the table."
+    "registered. not run: the reason is under the table. ‡: the published number for this dataset and "
+    "column is not what the authors' own code gives (under the table)."
 )
+NORMALISATION_WORDS = {
+    "random-expert": "(score − random) / (expert − random) with the random-policy and behaviour-expert returns "
+    "recorded on the dataset card",
+    "payoff-range": "(score − min payoff) / (max payoff − min payoff) over the game's payoff range recorded on "
+    "the dataset card",
+    "win-rate": "the win rate as a fraction",
+}
+PROVENANCE_LISTED = 5
+"""Distinct commits or hosts named in the header; the rest are counted."""
 
 
 def report_columns(
@@ -134,6 +153,7 @@ def published_tables(
         rows = rows.assign(mean=rows["mean"] * scale, std=rows["std"] * scale)
         indexed = {(r.suite, r.task, r.quality, r.algo, r.variant_key): r for r in rows.itertuples(index=False)}
         cells: dict[tuple[Instance, Column], Cell] = {}
+        shown: list = []
         for instance in ours[metric].instances:
             for column in columns:
                 row = indexed.get((*instance, column.algo, _canonical_variant(column.variant)))
@@ -142,7 +162,12 @@ def published_tables(
                     continue
                 our_cell = ours[metric].cells[(instance, column)]
                 delta = our_cell.mean - row.mean if our_cell.kind == "score" else None
-                cells[(instance, column)] = Cell("published", mean=row.mean, std=row.std, delta=delta)
+                not_reproduced = getattr(row, "authors_code", None) == NOT_REPRODUCED
+                cells[(instance, column)] = Cell(
+                    "published", mean=row.mean, std=row.std, delta=delta, not_reproduced=not_reproduced
+                )
+                if not_reproduced:
+                    shown.append(row)
         matched = sum(cell.kind == "published" for cell in cells.values())
         if matched == 0:
             continue
@@ -155,6 +180,8 @@ def published_tables(
         if others:
             notes.append(f"The paper's table also reports: {', '.join(others)}.")
         notes.append(ENVIRONMENT_NOTE)
+        if shown:
+            notes += not_reproduced_notes(pd.DataFrame(shown))
         caption = (
             f"Published: {source}, {METRIC_NAMES[metric]}; each entry published mean ± std "
             f"(Δ = ours − published, where we have a completed run)"
@@ -164,6 +191,87 @@ def published_tables(
         table = Table(caption, label, list(columns), list(ours[metric].instances), cells, digits, notes)
         tables.append((metric, table))
     return tables
+
+
+def _metric_value(metric: str, value: float, unit: str) -> str:
+    words = {"return_mean": "return", "expected_return": "expected return", "win_rate": "win rate"}
+    if metric.startswith("joint_action_prob_"):
+        return f"probability {value:g} of the joint action {metric.rsplit('_', 1)[1].upper()}"
+    return f"{words.get(metric, metric)} {value:g}" + ("%" if unit == "percent" else "")
+
+
+def not_reproduced_notes(rows: pd.DataFrame) -> list[str]:
+    """One ``‡`` footnote per published table and source, naming each cell's algorithm, dataset
+    and the value the authors' own code gives (rows: published rows marked ``no``)."""
+    notes = []
+    for (paper, table, source), group in rows.groupby(["paper", "table", "annotation_source"], sort=False):
+        cells: list[str] = []
+        for row in group.itertuples(index=False):
+            name = row.algo if row.variant == "default" else f"{row.algo} [{row.variant}]"
+            unit = row.unit if row.authors_code_metric == row.metric else ""
+            value = _metric_value(row.authors_code_metric, row.authors_code_value, unit)
+            text = f"{name} on {row.suite}/{row.task}/{row.quality}: {value}"
+            if text not in cells:
+                cells.append(text)
+        notes.append(
+            f"{NOT_REPRODUCED_MARK} The authors' own code does not reproduce {PAPER_NAMES.get(paper, paper)} "
+            f"{table} here; run on the same dataset it gives {'; '.join(cells)} (source: {source})."
+        )
+    return notes
+
+
+def mark_not_reproduced(table: Table, not_reproduced: pd.DataFrame) -> None:
+    """Mark our entries whose published counterpart (any paper's table) the authors' own code does
+    not reproduce, and add the footnotes."""
+    if not_reproduced.empty:
+        return
+    keys = not_reproduced.assign(variant_key=not_reproduced["variant"].map(_canonical_variant))
+    shown = []
+    for (instance, column), cell in table.cells.items():
+        if cell.kind != "score":
+            continue
+        match = keys[
+            (keys[INSTANCE_KEYS] == pd.Series(instance, index=INSTANCE_KEYS)).all(axis=1)
+            & (keys["algo"] == column.algo)
+            & (keys["variant_key"] == _canonical_variant(column.variant))
+        ]
+        if not match.empty:
+            cell.not_reproduced = True
+            shown.append(match)
+    if shown:
+        table.notes += not_reproduced_notes(pd.concat(shown).drop(columns="variant_key"))
+
+
+def load_benchmark_published(benchmark: Benchmark) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """From ``benchmarks/published``: the tables the benchmark mirrors (None when it names none),
+    and every cell of any table that the authors' own code does not reproduce (None when the
+    directory is not there, as in an installed package, and the benchmark names no table)."""
+    if not benchmark.published and not DEFAULT_DIR.is_dir():
+        return None, None
+    frame = load_published()
+    published = None
+    if benchmark.published:
+        published = pd.concat(
+            [published_for(frame, paper=r.paper, tables=[r.table], metric=r.metric) for r in benchmark.published]
+        )
+    return published, frame[frame["authors_code"] == NOT_REPRODUCED]
+
+
+def _concerns(item: SkippedFile, results_dir: Path, benchmark: Benchmark, columns: Sequence[Column]) -> bool:
+    """Whether an unreadable file may belong to the benchmark: its run directory is one of the
+    benchmark's cells and seeds, or its path does not follow the results layout."""
+    try:
+        parts = item.path.relative_to(results_dir).parts
+    except ValueError:
+        return True
+    if len(parts) != len(INSTANCE_KEYS) + 4:
+        return True
+    suite, task, quality, algo, variant, seed_dir, _ = parts
+    return (
+        (suite, task, quality) in benchmark.instances
+        and (algo, variant) in {(column.algo, column.variant) for column in columns}
+        and seed_dir in {f"seed{seed}" for seed in benchmark.seeds}
+    )
 
 
 def _label(text: str) -> str:
@@ -217,11 +325,36 @@ def _aggregate_latex(aggregate: Aggregate, caption: str, label: str) -> str:
     return "\n".join(lines)
 
 
+def _normalisation_text(aggregate: Aggregate) -> str:
+    """How the instances were normalised, naming every instance that fell back to the column range."""
+    by_kind: dict[str, list[Instance]] = {}
+    for instance, normalisation in aggregate.normalisation.items():
+        by_kind.setdefault(normalisation.kind, []).append(instance)
+    fallback = by_kind.pop(COLUMN_RANGE, [])
+    sentences = []
+    if by_kind:
+        fixed = "; ".join(
+            f"{NORMALISATION_WORDS.get(kind, kind)} ({len(instances)} instance{'s' * (len(instances) > 1)})"
+            for kind, instances in by_kind.items()
+        )
+        sentences.append(
+            f"Scores normalised per instance against fixed references, as D4RL's normalised score: {fixed}."
+        )
+    if fallback:
+        where = "; ".join(f"{'/'.join(instance)} ({aggregate.normalisation[instance].reason})" for instance in fallback)
+        sentences.append(
+            "Without references, min-max over the compared columns' mean scores (best column mean 1, worst 0) "
+            f"on {where}: these scores change when a column is added or removed."
+        )
+    return " ".join(sentences)
+
+
 def _aggregate_text(aggregate: Aggregate, metric: str) -> str:
     text = (
-        f"Interquartile mean (IQM) and mean over instances of the final {METRIC_NAMES[metric]}, "
-        f"{NORMALISATION}; 95% stratified-bootstrap confidence intervals; "
-        f"{len(aggregate.instances)} instances x {aggregate.runs_per_instance} runs per column."
+        f"Interquartile mean (IQM) and mean over instances of the final {METRIC_NAMES[metric]}, normalised; "
+        f"95% stratified-bootstrap confidence intervals; "
+        f"{len(aggregate.instances)} instances x {aggregate.runs_per_instance} runs per column. "
+        f"{_normalisation_text(aggregate)}"
     )
     if aggregate.left_out_columns:
         text += f" Columns without completed runs: {', '.join(column.label for column in aggregate.left_out_columns)}."
@@ -242,20 +375,29 @@ def build_report(
     figures: bool = True,
     algorithms: Sequence[str] | None = None,
     standalone: bool = True,
+    not_reproduced: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write ``out_dir/<name>.md`` / ``.tex`` (and ``.csv``, figures, the marl-eval JSON);
     return the written paths. ``algorithms`` names the columns when the benchmark says
-    ``registered`` (the caller knows the registry; see :func:`report_columns`)."""
+    ``registered`` (the caller knows the registry; see :func:`report_columns`).
+    ``not_reproduced``: published rows (any table) marked ``authors_code`` = ``no``; our entries
+    for the same dataset and column get the ``‡`` footnote."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ConfigError(f"--format: expected a subset of {', '.join(FORMATS)}, found {', '.join(unknown)}")
     cell_status = dict(cell_status or {})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    all_runs = load_results(results_dir)
+    all_runs, skipped = read_results(results_dir)
+    all_curves, skipped_curves = read_curves(results_dir)
     columns = report_columns(benchmark, all_runs, cell_status, algorithms)
     runs = select_runs(all_runs, benchmark, columns)
-    curves = select_runs(load_curves(results_dir), benchmark, columns)
+    curves = select_runs(all_curves, benchmark, columns)
+    skipped_notes = [
+        f"Skipped, unreadable: {item}."
+        for item in skipped + skipped_curves
+        if _concerns(item, Path(results_dir), benchmark, columns)
+    ]
     name = benchmark.name
     written: list[Path] = []
 
@@ -272,6 +414,10 @@ def build_report(
         )
         for metric in benchmark.metrics
     }
+    for table in tables.values():
+        if not_reproduced is not None:
+            mark_not_reproduced(table, not_reproduced)
+        table.notes += skipped_notes
     published_by_metric: dict[str, list[Table]] = {}
     if published is not None and not published.empty:
         for metric, table in published_tables(published, tables, benchmark, columns):
@@ -281,22 +427,20 @@ def build_report(
     figure_list = _write_figures(benchmark, runs, curves, columns, aggregate, out_dir) if figures else []
     written += [figure.path for figure in figure_list]
 
-    header = _header(benchmark)
+    header = _header(benchmark, runs)
+    texts: dict[str, str] = {}
     if "md" in formats:
-        path = out_dir / f"{name}.md"
-        path.write_text(_markdown(benchmark, header, tables, published_by_metric, aggregate, figure_list))
-        written.append(path)
+        texts["md"] = _markdown(benchmark, header, tables, published_by_metric, aggregate, figure_list)
     if "tex" in formats:
-        path = out_dir / f"{name}.tex"
         body = _latex(benchmark, header, tables, published_by_metric, aggregate, figure_list)
-        path.write_text(standalone_document(body) if standalone else body + "\n")
-        written.append(path)
+        texts["tex"] = standalone_document(body) if standalone else body + "\n"
     if csv:
-        path = out_dir / f"{name}.csv"
-        runs.to_csv(path, index=False)
-        written.append(path)
+        texts["csv"] = runs.to_csv(index=False)
+    for suffix, text in texts.items():
+        write_text_atomic(out_dir / f"{name}.{suffix}", text)
+        written.append(out_dir / f"{name}.{suffix}")
     path = out_dir / f"{name}_marl_eval.json"
-    path.write_text(json.dumps(marl_eval_json(runs, curves, columns), indent=1) + "\n")
+    write_text_atomic(path, json.dumps(marl_eval_json(runs, curves, columns), indent=1) + "\n")
     written.append(path)
     return written
 
@@ -342,7 +486,38 @@ def _write_figures(
     return written
 
 
-def _header(benchmark: Benchmark) -> list[str]:
+def _counted(values: pd.Series, unit: str) -> str:
+    """``a (3 runs), b (1 run)``, most frequent first, the tail beyond PROVENANCE_LISTED counted."""
+    counts = sorted(values.value_counts().items(), key=lambda item: (-item[1], item[0]))
+    listed = [f"{value} ({count} {unit}{'s' * (count > 1)})" for value, count in counts[:PROVENANCE_LISTED]]
+    if len(counts) > PROVENANCE_LISTED:
+        listed.append(f"{len(counts) - PROVENANCE_LISTED} more")
+    return ", ".join(listed)
+
+
+def provenance_line(runs: pd.DataFrame) -> str | None:
+    """The runs' commits, hosts and uncommitted changes in one sentence; None when no run records
+    its provenance (result files written before marlbench recorded it)."""
+    recorded = runs[runs[["commit", "dirty", "host"]].notna().any(axis=1)]
+    if recorded.empty:
+        return None
+    parts = []
+    if recorded["commit"].notna().any():
+        parts.append("commits " + _counted(recorded["commit"].dropna().str[:12], "run"))
+    if recorded["host"].notna().any():
+        parts.append("hosts " + _counted(recorded["host"].dropna(), "run"))
+    dirty = int(recorded["dirty"].eq(True).sum())
+    unknown = int(recorded["dirty"].isna().sum())
+    parts.append(
+        f"{dirty} run{'s' * (dirty != 1)} with uncommitted changes"
+        + (f" ({unknown} without the flag)" if unknown else "")
+    )
+    if len(recorded) < len(runs):
+        parts.append(f"{len(runs) - len(recorded)} without provenance")
+    return f"Provenance of the {len(runs)} runs in the tables: {'; '.join(parts)}."
+
+
+def _header(benchmark: Benchmark, runs: pd.DataFrame) -> list[str]:
     """Sentences above the tables (plain text; each format escapes them)."""
     seeds = ", ".join(map(str, benchmark.seeds))
     lines = [
@@ -352,6 +527,9 @@ def _header(benchmark: Benchmark) -> list[str]:
     ]
     if any(metric in PERCENT_METRICS for metric in benchmark.metrics):
         lines.append("Win rates are in percent.")
+    provenance = provenance_line(runs)
+    if provenance is not None:
+        lines.append(provenance)
     return [*lines, LEGEND]
 
 

@@ -12,6 +12,7 @@ plot of ComaDICE Figure 1, and the aggregate IQM with its confidence intervals.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from marlbench.data.store import atomic_temp_file  # noqa: E402
 from marlbench.report.aggregate import Aggregate  # noqa: E402
 from marlbench.report.results import INSTANCE_KEYS  # noqa: E402
 from marlbench.report.tables import METRIC_NAMES, Column, Instance, score_column  # noqa: E402
@@ -47,9 +49,16 @@ def _instance_rows(frame: pd.DataFrame, instance: Instance) -> pd.DataFrame:
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    """Save as PNG through a temporary file and a rename, so a reader never sees half an image."""
+    tmp = atomic_temp_file(path)
+    try:
+        figure.savefig(tmp, dpi=120, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(figure)
     return path
 
 

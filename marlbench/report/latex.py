@@ -2,7 +2,8 @@
 
 Same :class:`~marlbench.report.tables.Table` as the markdown output: ``\\textbf{}`` for the best
 of a row, ``$^*$`` for entries not significantly different from it, ``$^\\dagger$`` for entries
-that could not be tested, ``\\pm`` between mean and std, rows grouped by task with a
+that could not be tested, ``$^\\ddagger$`` for entries whose published number the authors' own
+code does not reproduce, ``\\pm`` between mean and std, rows grouped by task with a
 ``\\midrule`` between groups (none between two consecutive one-row groups, such as SMACv2's
 scenarios). Every tabular sits in an ``adjustbox`` that shrinks it to the line width and to 80%
 of the text height when it is larger and never enlarges it, so the 39-row and 11-column tables
@@ -37,6 +38,7 @@ _ESCAPES = {
     "Δ": r"$\Delta$",
     "±": r"$\pm$",
     "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
     "—": "---",
     "–": "--",
     "−": "$-$",
@@ -69,6 +71,7 @@ def cell_latex(cell: Cell, digits: int) -> str:
         text = _number(cell.mean, digits)
         if not math.isnan(cell.std):
             text += rf" $\pm$ {_number(cell.std, digits)}"
+        text += r"$^\ddagger$" if cell.not_reproduced else ""
         if cell.delta is None:
             return text
         delta = f"{cell.delta:+.{digits}f}".replace("-", "$-$")
@@ -77,6 +80,7 @@ def cell_latex(cell: Cell, digits: int) -> str:
     if cell.bold:
         text = rf"\textbf{{{text}}}"
     text += "$^*$" if cell.star else r"$^\dagger$" if cell.untested else ""
+    text += r"$^\ddagger$" if cell.not_reproduced else ""
     if cell.short:
         text += f" (n={cell.seeds})"
     if cell.diverged:

@@ -4,6 +4,11 @@ One CSV row is one printed table cell, in long format; ``benchmarks/published/RE
 columns and the naming conventions. ``load_published`` checks every row and raises ``ConfigError`` naming the
 file, the line, the field, what was expected and what was found. Imports only pandas and the standard library
 (the report layer must not need torch).
+
+Each cell may carry an annotation (the four ``ANNOTATION_COLUMNS`` after the transcription's own): whether
+the authors' own code, run on that dataset, reproduces the printed number (``yes``, ``no``, ``not-checked``),
+the value it gave, the metric of that value where it is not the cell's, and where the check is recorded. A
+file without these columns leaves every cell ``not-checked``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ COLUMNS = (
     "std",
     "note",
 )
+ANNOTATION_COLUMNS = ("authors_code", "authors_code_value", "authors_code_metric", "annotation_source")
+ANNOTATED_COLUMNS = COLUMNS + ANNOTATION_COLUMNS
+AUTHORS_CODE = ("yes", "no", "not-checked")
+NOT_CHECKED = "not-checked"
+NOT_REPRODUCED = "no"
 # A published cell is identified by these; two rows of one table may not share them.
 KEY = ("paper", "table", "suite", "task", "quality", "algo", "variant", "metric")
 
@@ -91,23 +101,69 @@ def _check_row(path: Path, line: int, row: dict[str, str]) -> dict[str, object]:
     std = _number(path, line, "std", row["std"], allow_empty=True)
     if std < 0:
         raise _invalid(path, line, "std", "a non-negative number or an empty cell", row["std"])
-    return {**row, "page": int(row["page"]) if row["page"] else None, "mean": mean, "std": std}
+    return {
+        **row,
+        "page": int(row["page"]) if row["page"] else None,
+        "mean": mean,
+        "std": std,
+        **_check_annotation(path, line, row),
+    }
+
+
+def _check_annotation(path: Path, line: int, row: dict[str, str]) -> dict[str, object]:
+    """The annotation of a row (``not-checked`` where the file has no annotation columns)."""
+    code = row.get("authors_code", NOT_CHECKED)
+    value_text = row.get("authors_code_value", "")
+    metric = row.get("authors_code_metric", "")
+    source = row.get("annotation_source", "")
+    if code not in AUTHORS_CODE:
+        raise _invalid(path, line, "authors_code", f"one of {', '.join(AUTHORS_CODE)}", code)
+    if code == NOT_CHECKED:
+        for field, text in (("authors_code_value", value_text), ("authors_code_metric", metric)):
+            if text:
+                raise _invalid(path, line, field, "an empty cell where authors_code is not-checked", text)
+        if source:
+            raise _invalid(path, line, "annotation_source", "an empty cell where authors_code is not-checked", source)
+        return {
+            "authors_code": code,
+            "authors_code_value": math.nan,
+            "authors_code_metric": "",
+            "annotation_source": "",
+        }
+    if not source.strip():
+        raise _invalid(path, line, "annotation_source", f"where the check is recorded (authors_code is {code})", source)
+    value = _number(path, line, "authors_code_value", value_text, allow_empty=code != NOT_REPRODUCED)
+    if metric and math.isnan(value):
+        raise _invalid(path, line, "authors_code_metric", "an empty cell where authors_code_value is empty", metric)
+    metric = metric or (row["metric"] if not math.isnan(value) else "")
+    if metric and metric != row["metric"] and len(METRIC_UNITS.get(metric, ())) != 1:
+        single_unit = [name for name, units in METRIC_UNITS.items() if len(units) == 1]
+        raise _invalid(
+            path, line, "authors_code_metric", f"the row's metric or one of {', '.join(single_unit)}", metric
+        )
+    return {
+        "authors_code": code,
+        "authors_code_value": value,
+        "authors_code_metric": metric,
+        "annotation_source": source,
+    }
 
 
 def _read(path: Path, seen: dict[tuple[str, ...], str]) -> list[dict[str, object]]:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(header) != COLUMNS:
-            raise _invalid(path, 1, "header", ",".join(COLUMNS), ",".join(header or []))
+        header = tuple(next(reader, None) or ())
+        if header not in (ANNOTATED_COLUMNS, COLUMNS):
+            expected = f"{','.join(ANNOTATED_COLUMNS)} or {','.join(COLUMNS)}"
+            raise _invalid(path, 1, "header", expected, ",".join(header))
         rows = []
         for cells in reader:
             line = reader.line_num
             if not any(cell.strip() for cell in cells):
                 continue
-            if len(cells) != len(COLUMNS):
-                raise _invalid(path, line, "row", f"{len(COLUMNS)} cells", f"{len(cells)} cells")
-            row = _check_row(path, line, dict(zip(COLUMNS, cells, strict=True)))
+            if len(cells) != len(header):
+                raise _invalid(path, line, "row", f"{len(header)} cells", f"{len(cells)} cells")
+            row = _check_row(path, line, dict(zip(header, cells, strict=True)))
             key = tuple(str(row[field]) for field in KEY)
             if key in seen:
                 raise _invalid(path, line, "key", f"a cell not already given at {seen[key]}", ",".join(key))
@@ -138,15 +194,16 @@ def _csv_files(paths: Path | str | Sequence[Path | str]) -> list[Path]:
 def load_published(paths: Path | str | Sequence[Path | str] = DEFAULT_DIR) -> pd.DataFrame:
     """Every row of the given CSV files (or of every ``*.csv`` in the given directories), validated.
 
-    ``mean`` and ``std`` are floats (``std`` is NaN where the paper prints none); ``page`` is a nullable
-    integer; the other columns are strings (``note`` is "" where empty).
+    ``mean``, ``std`` and ``authors_code_value`` are floats (NaN where empty); ``page`` is a nullable
+    integer; the other columns are strings (``note`` is "" where empty; ``authors_code_metric`` is the
+    row's metric where a value is given without one, else "").
     """
     seen: dict[tuple[str, ...], str] = {}
     rows = [row for path in _csv_files(paths) for row in _read(path, seen)]
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(ANNOTATED_COLUMNS))
     frame["page"] = frame["page"].astype("Int64")
-    frame["mean"] = frame["mean"].astype(float)
-    frame["std"] = frame["std"].astype(float)
+    for column in ("mean", "std", "authors_code_value"):
+        frame[column] = frame[column].astype(float)
     return frame
 
 

@@ -19,10 +19,14 @@ Rules (the papers' conventions; InSPO for the significance marks):
 - ``(n=k)`` follows an entry with fewer completed seeds than the benchmark asks for;
   ``(k diverged)`` an entry with diverged runs; ``diverged (k)`` replaces an entry whose every
   run diverged; ``—`` is a missing run, never 0; a status from the caller (``n/a``,
-  ``not implemented``, ``not run: <why>``) replaces the entry, and ``not run`` reasons are listed
+  ``not implemented``, ``not run: <why>``) stands only in a cell without a finished run (results
+  always win over the caller's view of what can run), and the ``not run`` reasons shown are listed
   under the table;
 - a row whose completed runs all lack the metric (win rate on a suite without wins) is left out
-  of that metric's table and named under it.
+  of that metric's table and named under it; elsewhere a completed run without the metric is left
+  out of its cell and its directory named under the table;
+- ``‡`` marks an entry whose published counterpart the authors' own code does not reproduce; the
+  caller sets :attr:`Cell.not_reproduced` and adds the footnote.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ METRIC_DESCRIPTIONS = {
 METRIC_NAMES = {"return_mean": "return", "win_rate": "win rate (%)", "expected_return": "expected return"}
 PERCENT_METRICS = {"win_rate"}
 NOT_RUN = "not run"
+NOT_REPRODUCED_MARK = "‡"
 UNTESTED_NOTE = (
     "not tested: this entry or the best entry of its row has fewer than 2 completed seeds, "
     "so Welch's t-test cannot be computed"
@@ -154,6 +159,8 @@ class Cell:
     short: bool = False
     """Fewer completed seeds than the benchmark asks for."""
     delta: float | None = None
+    not_reproduced: bool = False
+    """The published number for this cell is not what the authors' own code gives (``‡``)."""
 
 
 @dataclass
@@ -213,13 +220,12 @@ def _mark_row(row: dict[Column, Cell], samples: dict[Column, np.ndarray]) -> boo
     return untested
 
 
-def _not_run_notes(cell_status: Mapping[tuple[str, Instance], str], columns: Sequence[Column]) -> list[str]:
-    algos = {column.algo for column in columns}
+def _not_run_notes(shown: Sequence[tuple[str, Instance, str]]) -> list[str]:
+    """One line per ``not run`` reason, naming the cells (algorithm, instance) that show it."""
     reasons: dict[str, list[str]] = {}
-    for (algo, instance), status in sorted(cell_status.items()):
-        if algo in algos and status.startswith(NOT_RUN):
-            reason = status[len(NOT_RUN) :].lstrip(": ").strip() or "no reason given"
-            reasons.setdefault(reason, []).append(f"{algo} on {'/'.join(instance)}")
+    for algo, instance, status in sorted(set(shown)):
+        reason = status[len(NOT_RUN) :].lstrip(": ").strip() or "no reason given"
+        reasons.setdefault(reason, []).append(f"{algo} on {'/'.join(instance)}")
     return [f"not run: {reason} ({', '.join(where)})" for reason, where in reasons.items()]
 
 
@@ -247,24 +253,35 @@ def score_table(
         if group["score"].isna().all() and instance in set(instances)
     ]
     instances = [instance for instance in instances if instance not in without_metric]
+    not_run: list[tuple[str, Instance, str]] = []
+    unscored: list[str] = []
     for instance in instances:
         row: dict[Column, Cell] = {}
         samples: dict[Column, np.ndarray] = {}
         for column in columns:
-            status = cell_status.get((column.algo, instance))
-            if status is not None:
-                row[column] = Cell("status", status=NOT_RUN if status.startswith(NOT_RUN) else status)
-                continue
             group = groups.get((*instance, column.algo, column.variant))
+            status = cell_status.get((column.algo, instance))
+            if group is None and status is not None:
+                if status.startswith(NOT_RUN):
+                    not_run.append((column.algo, instance, status))
+                    status = NOT_RUN
+                row[column] = Cell("status", status=status)
+                continue
             if group is None:
                 row[column] = Cell("missing")
                 continue
-            completed = group[group["status"] == "completed"]["score"].dropna().to_numpy(dtype=float)
-            samples[column] = completed
-            row[column] = _score_cell(completed, int((group["status"] == "diverged").sum()), expected_seeds)
+            finished = group[group["status"] == "completed"]
+            unscored += finished.loc[finished["score"].isna(), "run_dir"].tolist()
+            scores = finished["score"].dropna().to_numpy(dtype=float)
+            samples[column] = scores
+            row[column] = _score_cell(scores, int((group["status"] == "diverged").sum()), expected_seeds)
         any_untested |= _mark_row(row, samples)
         cells.update({(instance, column): cell for column, cell in row.items()})
-    notes = ([f"† {UNTESTED_NOTE}."] if any_untested else []) + _not_run_notes(cell_status, columns)
+    notes = ([f"† {UNTESTED_NOTE}."] if any_untested else []) + _not_run_notes(not_run)
+    if unscored:
+        notes.append(
+            f"Completed runs without the {METRIC_NAMES[metric]}, left out of their cells: {', '.join(unscored)}."
+        )
     if without_metric:
         rows = ", ".join("/".join(instance) for instance in without_metric)
         notes.append(f"Rows left out, their runs do not report this metric: {rows}.")
@@ -283,11 +300,13 @@ def cell_markdown(cell: Cell, digits: int) -> str:
         text = _format(cell.mean, digits)
         if not np.isnan(cell.std):
             text += f" ± {_format(cell.std, digits)}"
+        text += NOT_REPRODUCED_MARK if cell.not_reproduced else ""
         return text if cell.delta is None else f"{text} (Δ {cell.delta:+.{digits}f})"
     text = f"{_format(cell.mean, digits)} ± {_format(cell.std, digits)}"
     if cell.bold:
         text = f"**{text}**"
     text += "*" if cell.star else "†" if cell.untested else ""
+    text += NOT_REPRODUCED_MARK if cell.not_reproduced else ""
     if cell.short:
         text += f" (n={cell.seeds})"
     if cell.diverged:

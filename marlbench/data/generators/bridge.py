@@ -49,9 +49,11 @@ def _observed_state_index(obs: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BridgeSolution:
-    """``q[h, s, 5 * a0 + a1]``: the optimal return with ``h`` steps left from state ``s`` taking ``(a0, a1)``."""
+    """``q[h, s, 5 * a0 + a1]``: the optimal return with ``h`` steps left from state ``s`` taking ``(a0, a1)``;
+    ``random_values[h, s]``: the expected return of the uniformly random joint policy."""
 
     q: np.ndarray
+    random_values: np.ndarray
 
     @property
     def values(self) -> np.ndarray:
@@ -60,7 +62,8 @@ class BridgeSolution:
 
 
 def solve_bridge(horizon: int = HORIZON) -> BridgeSolution:
-    """Exact finite-horizon backward induction over all joint states and joint actions."""
+    """Exact finite-horizon backward induction over all joint states and joint actions, for the
+    optimal and for the uniformly random joint policy."""
     status = np.stack([np.arange(N_STATES) // N_STATUS, np.arange(N_STATES) % N_STATUS], axis=-1)  # [S, 2]
     done = status == DONE_STATUS
     pos = np.where(done[..., None], GOALS, np.stack([status // COLS, status % COLS], axis=-1))
@@ -74,12 +77,24 @@ def solve_bridge(horizon: int = HORIZON) -> BridgeSolution:
     successor = state_index(new_pos, new_done).reshape(N_STATES, N_JOINT_ACTIONS)
     reward = reward.reshape(N_STATES, N_JOINT_ACTIONS)
     q = np.zeros((horizon + 1, N_STATES, N_JOINT_ACTIONS))
+    random_values = np.zeros((horizon + 1, N_STATES))
     for steps_left in range(1, horizon + 1):
         q[steps_left] = reward + q[steps_left - 1].max(-1)[successor]
-    return BridgeSolution(q=q)
+        random_values[steps_left] = (reward + random_values[steps_left - 1][successor]).mean(-1)
+    return BridgeSolution(q=q, random_values=random_values)
 
 
 START_STATE = int(state_index(STARTS[None], np.zeros((1, 2), dtype=bool))[0])
+
+
+def reference_returns() -> dict[str, float]:
+    """The dataset card's normalisation references: the exact expected returns from the start of
+    the uniformly random joint policy (``random``) and of the optimal one (``expert``)."""
+    solution = solve_bridge()
+    return {
+        "random": float(solution.random_values[HORIZON, START_STATE]),
+        "expert": float(solution.values[HORIZON, START_STATE]),
+    }
 
 
 def first_action_allowed(yielder: int) -> np.ndarray:

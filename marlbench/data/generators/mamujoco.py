@@ -44,6 +44,10 @@ amounts of medium and expert data. We do the same with a single-agent behaviour 
   Episodes end at termination or at the 1000-step limit; a time limit is not a terminal
   (online experience is recorded from SB3's step locals, where a time limit shows as
   ``TimeLimit.truncated``, so SB3's replay buffer and its ``timeouts`` are not used).
+- **Normalisation references.** The card records ``source.reference_returns``: ``expert``,
+  the final checkpoint's evaluated return, and ``random``, the mean return of ``EVAL_EPISODES``
+  episodes of uniformly random actions in [-1, 1] (D4RL's two reference policies), so reports
+  normalise scores against fixed ends rather than against the compared algorithms.
 - **Conversion.** Observations and states through
   :func:`~marlbench.envs.mamujoco_tasks.paper_observations` (raw observations first cast
   to float32, what the policy sees); per-agent actions ``[T, n_agents, action_dim]`` by
@@ -104,7 +108,7 @@ MANIFEST = "manifest.json"
 EXPERIENCE = "experience.npz"
 
 # Seed streams: independent random sequences for each use of ``seed``.
-_EVAL_STREAM, _MEDIUM_STREAM, _EXPERT_STREAM = 1, 2, 3
+_EVAL_STREAM, _MEDIUM_STREAM, _EXPERT_STREAM, _RANDOM_STREAM = 1, 2, 3, 4
 
 
 def _check_modules(task: MaMuJoCoTask) -> tuple[Any, Any]:
@@ -328,6 +332,24 @@ def rollout(
     for env in envs:
         env.close()
     return [finished[number] for number in sorted(finished)]
+
+
+def random_policy_return(task: MaMuJoCoTask, seed: int, episodes: int = EVAL_EPISODES) -> float:
+    """The mean return of ``episodes`` episodes of uniformly random actions in [-1, 1], seeded."""
+    rng = np.random.default_rng([seed, _RANDOM_STREAM, 1])
+    env = make_gym_env(task)
+    returns = []
+    for episode_seed in _episode_seeds(seed, _RANDOM_STREAM, episodes):
+        env.reset(seed=int(episode_seed))
+        total, done = 0.0, False
+        while not done:
+            action = rng.uniform(-1.0, 1.0, env.action_space.shape).astype(np.float32)
+            _, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return float(np.mean(returns))
 
 
 def _load_actor(path: Path) -> Any:
@@ -585,6 +607,7 @@ def generate_mamujoco_dataset(
             data = medium_part + expert_part
             acting = medium
         fields = to_fields(data, task, index)
+        random_return = random_policy_return(task, seed)
 
     behaviour: dict[str, Any] = {
         "algorithm": "stable-baselines3 SAC",
@@ -613,6 +636,7 @@ def generate_mamujoco_dataset(
             "actions": "online experience" if quality == "medium-replay" else "stochastic policy samples",
         },
         "behaviour": behaviour,
+        "reference_returns": {"random": random_return, "expert": final["return_mean"]},
     }
     return write_dataset(
         root,
