@@ -90,16 +90,21 @@ deterministic, so once agent 1 leans to A even slightly, KL(pi_1 || pi^D(.|a_0))
 for a_0 = A than for a_0 = B, agent 0's best response is B, and that pushes agent 1 further
 to A; each seed ends on (A, B) or (B, A) with probability ~1.
 
-Budget. On penalty XOR (batch 64, expected return of the stochastic joint policy, 5 seeds)
-these settings reach the published optimum 1.00 when alpha is annealed over 2000 updates:
-{AB, BA} 1.000 +- 0.000, {AA, AB, BA} 0.999 +- 0.000, all four 1.000 +- 0.000. The matrix
-suite's standard 1000 updates give 1.000, 0.03 +- 0.53 and 0.999: on {AA, AB, BA} alpha is
-already small while the policies are still soft, the joint-action KL (alpha times a bounded
-log-ratio) no longer holds them off the out-of-distribution (B, B), and most seeds end with
-mass on it. Raising the learning rates tenfold to fit 1000 updates does not help reliably
-(3 of 5 seeds): with Adam and the matrix games' constant inputs some seeds' policy networks
-lose all their ReLU units. On the continuous bandit the standard budget gives a
-deterministic return of 0.48 +- 0.35 (two seeds have not left the symmetric start yet).
+Budget. On penalty XOR (batch 64, expected return of the stochastic joint policy) these
+settings reach the published optimum 1.00 when alpha is annealed over 2000 updates, the
+matrix suite's standard budget. With 1000 updates {AA, AB, BA} fails (0.03 +- 0.53 over 5
+seeds): alpha is already small while the policies are still soft, the joint-action KL
+(alpha times a bounded log-ratio) no longer holds them off the out-of-distribution (B, B).
+Raising the learning rates tenfold to fit 1000 updates does not help reliably (3 of 5
+seeds): with Adam and the matrix games' constant inputs some seeds' policy networks lose
+all their ReLU units.
+
+Equilibria. On one-step games of our own with every joint action in the data (a 3x3 game
+whose first-row trap is not an equilibrium, a 3-agent 2x2x2 game), the final joint policy
+is a Nash equilibrium (``tests/test_alberdice_equilibrium.py``). Before the schedule was
+made relative to the run, a suite not named ``matrix`` got 20,000 pretraining steps, so
+runs of 1,000 or 5,000 steps never left behaviour cloning and greedy evaluation read off
+the policies' near-uniform initialisation: an arbitrary joint action, not an equilibrium.
 
 Continuous actions (the paper and the reference code are discrete-only; this extension is
 ours): policies are tanh-Gaussian; the behaviour models (marginal and autoregressive) are
@@ -143,8 +148,12 @@ class AlberDICEConfig(AlgorithmConfig):
     gamma: float = 0.99
     alpha_start: float = 5.0
     alpha_end: float = 0.001
-    anneal_steps: int | None = None  # step at which alpha reaches alpha_end; None: the run's last step (reference: t/t_max)
-    pretrain_steps: int | None = None  # behaviour cloning of pi^D_i and of the autoregressive pi^D first; None: by fraction
+    anneal_steps: int | None = (
+        None  # step at which alpha reaches alpha_end; None: the run's last step (reference: t/t_max)
+    )
+    pretrain_steps: int | None = (
+        None  # behaviour cloning of pi^D_i and of the autoregressive pi^D first; None: by fraction
+    )
     pretrain_fraction: float = 0.1  # ours: pretraining length as a fraction of the run, when pretrain_steps is None
     behaviour_lr: float = 1e-3  # our pretraining phase; the learning rate of this repo's BC
     policy_lr: float = 1e-4

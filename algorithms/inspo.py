@@ -136,7 +136,9 @@ class InSPOConfig(AlgorithmConfig):
     q_lr: float = 3e-4  # our choice
     policy_lr: float = 3e-4  # our choice
     behaviour_lr: float = 1e-3  # our choice (this repo's BC)
-    pretrain_steps: int | None = None  # behaviour cloning of mu_i and mu^{-i} first (Algorithm 1, line 1); None: by fraction
+    pretrain_steps: int | None = (
+        None  # behaviour cloning of mu_i and mu^{-i} first (Algorithm 1, line 1); None: by fraction
+    )
     pretrain_fraction: float = 0.1  # ours: pretraining length as a fraction of the run, when pretrain_steps is None
     alpha: float = 1.0  # fixed alpha, or the initial alpha when auto_alpha (grid {0.1, 0.5, 1, 3, 5})
     auto_alpha: bool = True  # Eq. 25 (the paper implements both; Table 5 favours auto-tuning)

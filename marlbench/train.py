@@ -706,7 +706,7 @@ def _train_loop(
     sampler = Sampler(dataset, seed=request.seed, device=device)
     metrics_path = run_dir / METRICS_FILE
     checkpoint_path = run_dir / CHECKPOINT_FILE
-    start_step, elapsed = 0, 0.0
+    start_step, elapsed, cpu_elapsed = 0, 0.0, 0.0
     # Sums and counts per loss: a multi-phase algorithm logs different losses in each phase.
     loss_sums: dict[str, float] = {}
     loss_counts: dict[str, int] = {}
@@ -715,6 +715,7 @@ def _train_loop(
         checkpoint = _load_checkpoint(checkpoint_path, device)
         _restore(checkpoint_path, checkpoint, algorithm, sampler)
         start_step, elapsed = checkpoint["step"], checkpoint["elapsed"]
+        cpu_elapsed = checkpoint.get("cpu_elapsed", 0.0)
         loss_sums, loss_counts, last_eval = checkpoint["loss_sums"], checkpoint["loss_counts"], checkpoint["last_eval"]
     _truncate_metrics(metrics_path, start_step)
     env_options = dataset.meta.get("env_options", {})
@@ -725,6 +726,8 @@ def _train_loop(
     # loss is caught at its step; on an accelerator they are read only when logging.
     check_every_step = device.type == "cpu"
     started = time.monotonic() - elapsed
+    # CPU seconds of this process (all its threads): on a loaded machine the cost a quiet one would take.
+    cpu_started = time.process_time() - cpu_elapsed
     diverged: _Diverged | None = None
     # A train line is also written at the last step of each phase, so every phase shows in
     # metrics.jsonl however short the run: {step: name of the phase it ends}.
@@ -760,6 +763,7 @@ def _train_loop(
                     {
                         "step": step,
                         "elapsed": time.monotonic() - started,
+                        "cpu_elapsed": time.process_time() - cpu_started,
                         "algorithm": algorithm.state_dict(),
                         "sampler": sampler.state_dict(),
                         "torch_rng": torch.get_rng_state(),
@@ -793,6 +797,7 @@ def _train_loop(
         "diverged_message": None if diverged is None else diverged.message,
         "final": last_eval if diverged is None else None,
         "wall_time_s": round(time.monotonic() - started, 3),
+        "cpu_time_s": round(time.process_time() - cpu_started, 3),
         "config": run_config,
         "provenance": provenance(device),
     }

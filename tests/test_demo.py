@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from marlbench.algorithm import all_algorithms, get_algorithm
 from marlbench.benchmark import ALL_ALGORITHMS, Benchmark
 from marlbench.envs.registry import get_suite
 from marlbench.grid import plan_grid
+from marlbench.train import train
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -43,3 +46,17 @@ def test_the_demo_file_is_a_subset_of_the_matrix_file_with_every_algorithm():
     matrix = Benchmark.load(REPOSITORY / "benchmarks" / "matrix.yaml")
     assert demo.name == "demo" and set(demo.instances) < set(matrix.instances)
     assert demo.algorithms == matrix.algorithms and demo.profile == matrix.profile
+
+
+DEMO_XOR = ("matrix", "xor", "aa-ab-ba")
+
+
+@pytest.mark.parametrize("algo", ["alberdice", "inspo"])
+def test_alberdice_and_inspo_reach_the_published_xor_optimum_on_every_demo_seed(make_request, algo):
+    """InSPO Table 1 prints 1.00 for both on XOR {AA, AB, BA}; the demo's cell must show it."""
+    demo = Benchmark.load(REPOSITORY / "benchmarks" / "demo.yaml")
+    assert DEMO_XOR in demo.instances
+    for seed in demo.seeds:
+        request = make_request(algo=algo, task=DEMO_XOR[1], quality=DEMO_XOR[2], seed=seed, profile=demo.profile)
+        final = train(request).result["final"]
+        assert final["expected_return"] >= 0.95, (algo, seed, final)

@@ -250,7 +250,9 @@ def test_autoregressive_model_conditions_on_own_action_and_earlier_agents():
     """mu^{-i}(a_j | s, a_i, a_{<j}) for 4 agents: the input masks, and the factored first layer
     equals one linear layer on [s, onehot(j), masked joint action]."""
     spec = EnvSpec(4, 3, 5, "discrete", 1, n_actions=3)
-    algo = InSPO(spec, InSPOConfig(hidden=(8,), ar_hidden=(16, 16), pretrain_steps=1, beta_half_life=100), torch.device("cpu"))
+    algo = InSPO(
+        spec, InSPOConfig(hidden=(8,), ar_hidden=(16, 16), pretrain_steps=1, beta_half_life=100), torch.device("cpu")
+    )
     model = algo.ar_behaviour
     assert model.inputs[1, 0].tolist() == [0, 1, 0, 0]  # j = 0 sees only a_1
     assert model.inputs[1, 2].tolist() == [1, 1, 0, 0]

@@ -45,7 +45,8 @@ def joint_action_counts(spec: EnvSpec, task: str, quality: str, episodes: int | 
     return counts
 
 
-def _one_step_fields(spec: EnvSpec, actions: np.ndarray, reward: np.ndarray) -> dict[str, np.ndarray]:
+def one_step_fields(spec: EnvSpec, actions: np.ndarray, reward: np.ndarray) -> dict[str, np.ndarray]:
+    """Store fields of one-step episodes: joint ``actions [E, N]`` (or ``[E, N, A]``) and their rewards ``[E]``."""
     episodes = actions.shape[0]
     avail = np.ones((episodes, 2, spec.n_agents, spec.n_actions), dtype=bool) if spec.discrete else None
     return pack_episodes(
@@ -66,7 +67,7 @@ def matrix_game_fields(
     first, second = np.nonzero(counts)
     repeats = counts[first, second]
     actions = np.stack([np.repeat(first, repeats), np.repeat(second, repeats)], axis=1).astype(np.int64)
-    return _one_step_fields(spec, actions, payoff[actions[:, 0], actions[:, 1]])
+    return one_step_fields(spec, actions, payoff[actions[:, 0], actions[:, 1]])
 
 
 def bandit_fields(spec: EnvSpec, seed: int = 0, episodes: int | None = None) -> dict[str, np.ndarray]:
@@ -76,4 +77,4 @@ def bandit_fields(spec: EnvSpec, seed: int = 0, episodes: int | None = None) -> 
     component = rng.integers(0, 2, size=total)
     joint = np.clip(BANDIT_MEANS[component] + BANDIT_STD * rng.standard_normal((total, 2)), -1.0, 1.0)
     actions = joint.astype(np.float32)[:, :, None]
-    return _one_step_fields(spec, actions, joint[:, 0] * joint[:, 1])
+    return one_step_fields(spec, actions, joint[:, 0] * joint[:, 1])
