@@ -69,7 +69,8 @@ class GridPlan:
     """Every (algorithm, instance, variant) that will run, each once per seed."""
     seeds: tuple[int, ...]
     cell_status: dict[CellKey, str] = field(default_factory=dict)
-    """Why a cell of the report has no runs: ``n/a``, ``not implemented``, ``not run: …``."""
+    """Why a grid cell cannot run here, so no trial is planned for it: ``n/a``, ``not implemented``,
+    ``not run: …`` (the report's cell statuses come from :func:`report_cell_status`)."""
     problems: list[str] = field(default_factory=list)
     """What is missing here and how to get it, one line each."""
     to_generate: list[Instance] = field(default_factory=list)
@@ -97,7 +98,7 @@ def profile_results(results: Path | str, profile: str) -> Path:
 
 
 def plan_grid(benchmark: Benchmark, data: Path | None, generate_missing: bool = False) -> GridPlan:
-    """Which trials run, and for every report cell that cannot, why."""
+    """Which trials run, and for every grid cell that cannot run here, why."""
     registered = all_algorithms()
     suites = all_suites()
     names = list(registered) if benchmark.algorithms is None else list(benchmark.algorithms)
@@ -418,7 +419,7 @@ def check_cluster_paths(results: Path, datasets: list[Path], timeout_s: float = 
     from ray.exceptions import GetTimeoutError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from marlbench.train import storage_errors
+    from marlbench.runlock import storage_errors
 
     token = os.urandom(16).hex()
     token_path = results / f".marlbench-probe-{token}"

@@ -30,7 +30,7 @@ from marlbench.data.download import (
     download_and_import,
 )
 from marlbench.data.store import sha256_file
-from marlbench.errors import MarlbenchError, UnknownNameError
+from marlbench.errors import DatasetExistsError, MarlbenchError, UnknownNameError
 
 h5py = pytest.importorskip("h5py")
 pytestmark = pytest.mark.timeout(60)
@@ -175,6 +175,25 @@ def test_download_verifies_and_imports(tmp_path: Path, payload: bytes, monkeypat
     # a second import finds the cached, verified file: no server needed
     again = download_and_import(*KEY, data_dir=data, base_url=closed_port_url(), overwrite=True, progress=False)
     assert again.meta["source"]["files"] == ds.meta["source"]["files"]
+
+
+def test_an_empty_target_folder_is_filled_and_a_leftover_one_refused_before_downloading(
+    tmp_path: Path, payload: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(KNOWN_SOURCES, KEY, (entry_for(payload),))
+    empty = tmp_path / "data" / "mamujoco" / "hopper" / "medium"
+    empty.mkdir(parents=True)
+    with serve({FILE_NAME: payload}) as server:
+        ds = download_and_import(*KEY, data_dir=tmp_path / "data", base_url=server["url"], progress=False, timeout=5)
+    assert ds.root == empty and ds.n_episodes == 2
+
+    leftover = tmp_path / "other" / "mamujoco" / "hopper" / "medium"
+    leftover.mkdir(parents=True)
+    (leftover / "obs.npy").write_bytes(b"half a copy")
+    with pytest.raises(DatasetExistsError, match="a directory without meta.json holding 1 entries") as caught:
+        download_and_import(*KEY, data_dir=tmp_path / "other", base_url=closed_port_url(), progress=False)
+    assert f"rm -r {leftover}" in str(caught.value)
+    assert not (tmp_path / "other" / "_downloads").exists()
 
 
 def test_interrupted_download_resumes_with_range(tmp_path: Path, payload: bytes) -> None:

@@ -220,6 +220,7 @@ def test_bad_requests_fail_before_any_work(tmp_path: Path):
     with pytest.raises(ConfigError, match="budget"):
         gen.generate_mamujoco_dataset(TASK, "expert", tmp_path / "x", budget=10)
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "leftover.npy").write_bytes(b"")
     with pytest.raises(FileExistsError):
         gen.generate_mamujoco_dataset(TASK, "expert", tmp_path / "taken", budget=BUDGET)
     assert not (tmp_path / "_behaviour").exists()

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 import marlbench
-from marlbench.train import git_state, train
+from marlbench.provenance import git_state
+from marlbench.train import train
 
 SOURCE = Path(marlbench.__file__).resolve().parent.parent
 

@@ -16,7 +16,8 @@ import pytest
 
 from marlbench.cli import main
 from marlbench.errors import RunLockedError
-from marlbench.train import LOCK_FILE, LOCK_TIMEOUT_S, METRICS_FILE, RESULT_FILE, acquire_run_lock
+from marlbench.runlock import LOCK_FILE, LOCK_TIMEOUT_S, acquire_run_lock
+from marlbench.train import METRICS_FILE, RESULT_FILE
 
 RUN = ["run", "--algo", "bc", "--suite", "matrix", "--task", "xor", "--quality", "ab", "--profile", "smoke"]
 RUN_DIR = Path("results/matrix/xor/ab/bc/default/seed0")
@@ -109,7 +110,7 @@ def test_an_unreadable_lock_is_reported_and_break_lock_takes_it(capsys):
 RACER = """
 import pathlib, sys, time
 from marlbench.errors import RunLockedError
-from marlbench.train import acquire_run_lock
+from marlbench.runlock import acquire_run_lock
 run_dir, go, stop = map(pathlib.Path, sys.argv[1:])
 print("ready", flush=True)
 while not go.exists():
@@ -152,7 +153,7 @@ def test_processes_racing_to_take_over_a_stale_lock_let_exactly_one_in(tmp_path)
 
 
 def test_a_run_whose_lock_was_taken_over_stops_and_refreshing_keeps_a_lock_fresh(tmp_path, monkeypatch):
-    monkeypatch.setattr("marlbench.train.LOCK_REFRESH_S", 0)
+    monkeypatch.setattr("marlbench.runlock.LOCK_REFRESH_S", 0)
     lock = acquire_run_lock(tmp_path)
     os.utime(lock.path, (time.time() - 600, time.time() - 600))
     lock.refresh()

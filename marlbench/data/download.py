@@ -27,7 +27,7 @@ from pathlib import Path
 
 from marlbench.data.paths import data_dir as resolve_data_dir
 from marlbench.data.paths import dataset_root
-from marlbench.data.store import Dataset, sha256_file
+from marlbench.data.store import Dataset, check_write_target, sha256_file
 from marlbench.envs.mamujoco_tasks import QUALITIES, TASKS
 from marlbench.errors import MarlbenchError, UnknownNameError
 
@@ -353,8 +353,7 @@ def download_and_import(
     data = resolve_data_dir(data_dir)
     cache = Path(cache_dir) if cache_dir is not None else data / DOWNLOADS_DIR
     root = dataset_root(suite, task, quality, data)
-    if root.exists() and not overwrite:
-        raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True (--overwrite) to replace it")
+    check_write_target(root, overwrite)
     failures: list[str] = []
     for entry in entries:
         try:

@@ -87,7 +87,7 @@ import numpy as np
 import torch
 
 from marlbench.data.episodes import pack_episodes
-from marlbench.data.store import Dataset, field_layout, write_dataset, write_json_atomic
+from marlbench.data.store import Dataset, check_write_target, field_layout, write_dataset, write_json_atomic
 from marlbench.envs.mamujoco_tasks import EPISODE_LIMIT, QUALITIES, MaMuJoCoTask, paper_observations
 from marlbench.errors import ConfigError, MissingDependencyError, require
 
@@ -574,8 +574,7 @@ def generate_mamujoco_dataset(
     if episodes is not None and episodes < 1:
         raise ConfigError(f"episodes must be positive, got {episodes}")
     root = Path(root)
-    if root.exists() and not overwrite:
-        raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True (--overwrite) to replace it")
+    check_write_target(root, overwrite)
     sb3, _ = _check_modules(task)
     work_dir = default_work_dir(root, seed, budget) if work_dir is None else Path(work_dir)
 
