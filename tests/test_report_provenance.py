@@ -4,6 +4,7 @@ result files record it, and every report file is written atomically."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,13 @@ def test_the_header_sums_up_commits_hosts_and_dirty_runs(tmp_path: Path) -> None
     write_run(results, EXPERT, "comadice", 2, 2.0, provenance=not_in_the_table)  # seed 2 is not the benchmark's
     assert (
         "Provenance of the 8 runs in the tables: commits 0123456789ab (5 runs), fedcba987654 (2 runs); hosts node-a "
-        "(4 runs), node-b (2 runs); 1 run with uncommitted changes (1 without the flag); 1 without provenance."
+        "(4 runs), node-b (2 runs); CPUs a CPU (7 runs); 1 run with uncommitted changes (1 without the flag); "
+        "1 without provenance."
     ) in _header(tmp_path, results)
+    assert any(
+        line.startswith("Report made ") and line.endswith(" UTC on " + socket.gethostname() + ".")
+        for line in _header(tmp_path, results)
+    )
 
 
 def test_no_provenance_line_without_provenance(tmp_path: Path) -> None:

@@ -27,8 +27,10 @@ benchmark's runs, one row each, on request), ``<name>_curves.png`` (learning cur
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -506,6 +508,8 @@ def provenance_line(runs: pd.DataFrame) -> str | None:
         parts.append("commits " + _counted(recorded["commit"].dropna().str[:12], "run"))
     if recorded["host"].notna().any():
         parts.append("hosts " + _counted(recorded["host"].dropna(), "run"))
+    if "cpu" in recorded and recorded["cpu"].notna().any():
+        parts.append("CPUs " + _counted(recorded["cpu"].dropna(), "run"))
     dirty = int(recorded["dirty"].eq(True).sum())
     unknown = int(recorded["dirty"].isna().sum())
     parts.append(
@@ -530,6 +534,8 @@ def _header(benchmark: Benchmark, runs: pd.DataFrame) -> list[str]:
     provenance = provenance_line(runs)
     if provenance is not None:
         lines.append(provenance)
+    made = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    lines.append(f"Report made {made} UTC on {socket.gethostname()}.")
     return [*lines, LEGEND]
 
 

@@ -10,7 +10,7 @@ the report lists these under its tables. ``load_results``/``load_curves`` warn a
 
 Beside the run's keys and final scores a row carries what the report needs from the run's
 ``config.dataset.source`` (the dataset card's normalisation references, ``reference_returns``) and
-from its ``provenance`` (commit, uncommitted changes, host), where the file has them.
+from its ``provenance`` (commit, uncommitted changes, host, CPU model), where the file has them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ FINISHED = ("completed", "diverged")
 # low end first: D4RL's random and expert returns, or a game's payoff range.
 REFERENCE_PAIRS = {("random", "expert"): "random-expert", ("min", "max"): "payoff-range"}
 REFERENCE_COLUMNS = ["reference_kind", "reference_low", "reference_high"]
-PROVENANCE_COLUMNS = ["commit", "dirty", "host"]
+PROVENANCE_COLUMNS = ["commit", "dirty", "host", "cpu"]
 RESULT_COLUMNS = [
     *RUN_KEYS,
     "profile",
@@ -116,11 +116,12 @@ def _provenance(result: dict[str, Any]) -> dict[str, Any]:
     provenance = result.get("provenance")
     if not isinstance(provenance, dict):
         return dict.fromkeys(PROVENANCE_COLUMNS)
-    commit, dirty, host = (provenance.get(key) for key in PROVENANCE_COLUMNS)
+    commit, dirty, host, cpu = (provenance.get(key) for key in PROVENANCE_COLUMNS)
     return {
         "commit": commit if isinstance(commit, str) and commit else None,
         "dirty": dirty if isinstance(dirty, bool) else None,
         "host": host if isinstance(host, str) and host else None,
+        "cpu": cpu if isinstance(cpu, str) and cpu else None,
     }
 
 
