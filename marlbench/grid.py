@@ -382,35 +382,6 @@ def run_grid(benchmark: Benchmark, options: GridOptions, say=print) -> GridSumma
 PROBE_TIMEOUT_S = 120
 
 
-def _probe_paths(token_path: str, token: str, datasets: list[str]) -> str | None:
-    """On one node: is the results directory the driver's (its probe file is there) and
-    writable, and can every dataset be read? ``None``, or what is wrong there."""
-    import socket
-
-    node = socket.gethostname()
-    probe = Path(token_path)
-    try:
-        found = probe.read_text()
-    except OSError as error:
-        return f"node {node}: {probe.parent} does not hold the driver's probe file ({error.strerror})"
-    if found != token:
-        return f"node {node}: {probe.parent} holds another probe file than the driver wrote"
-    reply = probe.with_name(f"{probe.name}.{node}.{os.getpid()}")
-    try:
-        reply.write_text(token)
-        reply.unlink()
-    except OSError as error:
-        return f"node {node}: cannot write in {probe.parent} ({error.strerror})"
-    for root in map(Path, datasets):
-        try:
-            for path in [root / "meta.json", *sorted(root.glob("*.npy"))]:
-                with open(path, "rb") as handle:
-                    handle.read(1)
-        except OSError as error:
-            return f"node {node}: cannot read the dataset {root} ({error.strerror}: {error.filename})"
-    return None
-
-
 def check_cluster_paths(results: Path, datasets: list[Path], timeout_s: float = PROBE_TIMEOUT_S) -> None:
     """Before the first trial on a Ray cluster: one task on every live node reads a probe file
     the driver wrote into ``results``, writes beside it, and reads every dataset; a node that
@@ -419,6 +390,7 @@ def check_cluster_paths(results: Path, datasets: list[Path], timeout_s: float = 
     from ray.exceptions import GetTimeoutError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    from marlbench.cluster_probe import probe_paths
     from marlbench.runlock import storage_errors
 
     token = os.urandom(16).hex()
@@ -426,7 +398,7 @@ def check_cluster_paths(results: Path, datasets: list[Path], timeout_s: float = 
     with storage_errors(results):
         results.mkdir(parents=True, exist_ok=True)
         token_path.write_text(token)
-    probe = ray.remote(num_cpus=0, max_retries=0)(_probe_paths)
+    probe = ray.remote(num_cpus=0, max_retries=0)(probe_paths)
     nodes = [node for node in ray.nodes() if node["Alive"]]
     pending = [
         probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(

@@ -23,6 +23,7 @@ def make_request(tmp_path: Path):
         kwargs.setdefault("results", tmp_path / "results")
         kwargs.setdefault("data", tmp_path / "data")
         kwargs.setdefault("progress", False)
+        kwargs.setdefault("threads", 1)  # tiny networks: one thread is fastest, and tests may run side by side
         return RunRequest(
             algo=algo, suite=kwargs.pop("suite", "matrix"), task=task, quality=quality, seed=seed, **kwargs
         )

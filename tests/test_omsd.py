@@ -135,7 +135,7 @@ def test_the_reverse_process_recovers_a_two_mode_distribution():
     0.15 of +-0.6, each holding 30-70% of them, with under 10% in the valley |a| < 0.2.
     (The centres sit slightly inside the modes after so short a training.)"""
     torch.manual_seed(0)
-    algo = _algorithm(_spec(1), diffusion_hidden=64, diffusion_blocks=2, diffusion_lr=1e-3)
+    algo = _algorithm(_spec(1), diffusion_hidden=64, diffusion_blocks=2, diffusion_lr=1e-3, pretrain_steps=600)
     for step in range(1, 601):
         modes = torch.where(torch.rand(128, 1, 1) < 0.5, -0.6, 0.6)
         algo.update(_batch(modes + 0.1 * torch.randn(128, 1, 1)), step)
