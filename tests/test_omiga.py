@@ -128,9 +128,9 @@ def _final(make_request, **kwargs) -> dict:
 
 def test_penalty_xor_matches_inspo_table_1(make_request):
     """InSPO Table 1: OMIGA 0.00 on {AB, BA}, 0.21 on {AA, AB, BA}, 0.05 on all four (1000
-    steps, half the standard profile: OMIGA has converged by then). With alpha = 10 the linear decomposition tilts each agent by
-    exp(+-0.1) from the behaviour (module docstring): exactly 0, 0.205 and 0.048 at convergence;
-    the coordinated optimum (value 1) is never found."""
+    steps, half the standard profile: OMIGA has converged by then). With alpha = 10 the linear
+    decomposition tilts each agent by exp(+-0.1) from the behaviour (module docstring): exactly
+    0, 0.205 and 0.048 at convergence; the coordinated optimum (value 1) is never found."""
     ab_ba = _final(make_request, task="xor", quality="ab-ba", seed=0)["expected_return"]
     assert ab_ba == pytest.approx(0.0, abs=0.1)
     three = [_final(make_request, task="xor", quality="aa-ab-ba", seed=s) for s in (0, 1)]

@@ -13,21 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import RUN, RUN_DIR, run_cli
 
 from marlbench.algorithm import _ALGORITHMS, Algorithm, AlgorithmConfig, register
-from marlbench.cli import main
 from marlbench.data.sampler import Sampler
 from marlbench.envs.registry import get_suite
 from marlbench.train import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, RESULT_FILE, train
-
-RUN = ["run", "--algo", "bc", "--suite", "matrix", "--task", "xor", "--quality", "ab", "--profile", "smoke"]
-RUN_DIR = Path("results/matrix/xor/ab/bc/default/seed0")
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _metric_keys(run_dir: Path) -> list[tuple[str, int]]:

@@ -13,20 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import RUN, RUN_DIR, run_cli
 
-from marlbench.cli import main
 from marlbench.errors import RunLockedError
 from marlbench.runlock import LOCK_FILE, LOCK_TIMEOUT_S, acquire_run_lock
 from marlbench.train import METRICS_FILE, RESULT_FILE
-
-RUN = ["run", "--algo", "bc", "--suite", "matrix", "--task", "xor", "--quality", "ab", "--profile", "smoke"]
-RUN_DIR = Path("results/matrix/xor/ab/bc/default/seed0")
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _write_lock(run_dir: Path, host: str, pid: int, age_s: float) -> Path:
