@@ -63,6 +63,15 @@ def _run(run_dir: Path) -> dict:
     }
 
 
+def _run_commit(result: dict | None) -> str:
+    """The commit a finished run recorded (``-dirty`` with uncommitted changes)."""
+    provenance = (result or {}).get("provenance") or {}
+    commit = provenance.get("commit")
+    if not commit:
+        return "—"
+    return commit[:7] + ("-dirty" if provenance.get("dirty") else "")
+
+
 def _card(dataset: Path) -> dict:
     meta = json.loads((dataset / "meta.json").read_text())
     stats, source = meta["statistics"], meta["source"]
@@ -99,8 +108,9 @@ def build(run_dirs: list[Path], title: str, note: str) -> str:
     lines += [
         "## Final return beside the data",
         "",
-        "| algorithm | steps | status | final return (episodes) | data return | final − data | wall time | threads |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| algorithm | steps | status | final return (episodes) | data return | final − data | wall time | threads "
+        "| commit |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for run in runs:
         data_return = cards[run["dataset"]]["stats"]["return_mean"]
@@ -120,7 +130,7 @@ def build(run_dirs: list[Path], title: str, note: str) -> str:
         delta = None if score is None else score - data_return
         lines.append(
             f"| {run['algo']} | {run['steps']:,} | {status} | {_fmt(score)}{spread}{episodes} | {data_return:.1f} "
-            f"| {_fmt(delta)} | {wall} | {run['threads']} |"
+            f"| {_fmt(delta)} | {wall} | {run['threads']} | {_run_commit(result)} |"
         )
     steps = sorted({line["step"] for run in runs for line in run["evals"]})
     lines += [
