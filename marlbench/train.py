@@ -490,7 +490,8 @@ def _train_loop(
     diverged: _Diverged | None = None
     # A train line is also written at the last step of each phase, so every phase shows in
     # metrics.jsonl however short the run: {step: name of the phase it ends}.
-    phase_ends = _phase_ends(algorithm.phase_starts(), profile.steps)
+    phase_starts = algorithm.phase_starts()
+    phase_ends = _phase_ends(phase_starts, profile.steps)
     try:
         for step in range(start_step + 1, profile.steps + 1):
             lock.refresh()
@@ -504,7 +505,7 @@ def _train_loop(
                 raise _Diverged(step, _describe("loss", bad), losses)
             if logging:
                 means = {key: float(total) / loss_counts[key] for key, total in loss_sums.items()}
-                phase = _phase_at(algorithm.phase_starts(), step)
+                phase = _phase_at(phase_starts, step)
                 _append_metrics(metrics_path, {"step": step, "kind": "train", "phase": phase, **means})
                 loss_sums, loss_counts = {}, {}
             if step % profile.eval_every == 0 or step == profile.steps:

@@ -28,7 +28,7 @@ import os
 import shlex
 import shutil
 import tempfile
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -586,10 +586,7 @@ def _check_meta(meta: Any, meta_path: Path) -> EnvSpec:
 
 def _check_spec(spec: Any, meta_path: Path) -> EnvSpec:
     _check_object(meta_path, "spec", spec, "the environment spec")
-    for key in SPEC_INTEGERS:
-        value = spec.get(key, _MISSING)
-        if not _is_int(value, 1):
-            raise DatasetError(meta_path, f"spec.{key}", "a positive integer", _describe(value))
+    _check_values(meta_path, "spec", spec, SPEC_INTEGERS, lambda value: _is_int(value, 1), "a positive integer")
     action_type = spec.get("action_type", _MISSING)
     if action_type not in ("discrete", "continuous"):
         raise DatasetError(meta_path, "spec.action_type", "'discrete' or 'continuous'", _describe(action_type))
@@ -612,14 +609,19 @@ def _check_spec(spec: Any, meta_path: Path) -> EnvSpec:
 
 def _check_statistics(statistics: Any, meta_path: Path) -> None:
     _check_object(meta_path, "statistics", statistics, "episodes, transitions, terminals and returns")
-    for key in STATISTICS_COUNTS:
-        value = statistics.get(key, _MISSING)
-        if not _is_int(value, 0):
-            raise DatasetError(meta_path, f"statistics.{key}", "a non-negative integer", _describe(value))
-    for key in STATISTICS_RETURNS:
-        value = statistics.get(key, _MISSING)
-        if not _is_number(value):
-            raise DatasetError(meta_path, f"statistics.{key}", "a finite number", _describe(value))
+    non_negative = lambda value: _is_int(value, 0)  # noqa: E731
+    _check_values(meta_path, "statistics", statistics, STATISTICS_COUNTS, non_negative, "a non-negative integer")
+    _check_values(meta_path, "statistics", statistics, STATISTICS_RETURNS, _is_number, "a finite number")
+
+
+def _check_values(
+    meta_path: Path, section: str, values: dict, keys: tuple[str, ...], is_valid: Callable[[Any], bool], expected: str
+) -> None:
+    """Every ``keys`` entry of ``values`` passes ``is_valid``, or an error naming ``section.key``."""
+    for key in keys:
+        value = values.get(key, _MISSING)
+        if not is_valid(value):
+            raise DatasetError(meta_path, f"{section}.{key}", expected, _describe(value))
 
 
 def _check_file_records(files: Any, spec: EnvSpec, meta_path: Path) -> None:
