@@ -103,6 +103,7 @@ def plan_grid(benchmark: Benchmark, data: Path | None, generate_missing: bool = 
     suites = all_suites()
     names = list(registered) if benchmark.algorithms is None else list(benchmark.algorithms)
     plan = GridPlan(cells=[], seeds=benchmark.seeds)
+    static_status = report_cell_status(benchmark)  # not implemented / n/a, whatever this machine holds
     missing_algorithms = [name for name in names if name not in registered]
     if missing_algorithms:
         plan.problems.append(
@@ -129,12 +130,11 @@ def plan_grid(benchmark: Benchmark, data: Path | None, generate_missing: bool = 
             plan.problems.append(blocked)
         for name in names:
             key = (name, instance)
-            if name not in registered:
-                plan.cell_status[key] = "not implemented"
-            elif blocked is not None:
-                plan.cell_status[key] = "not run: " + blocked.split(";")[0]
-            elif suite.task(task).spec.action_type not in registered[name].action_types:
-                plan.cell_status[key] = "n/a"
+            status = static_status.get(key)
+            if blocked is not None and status != "not implemented":
+                status = "not run: " + blocked.split(";")[0]
+            if status is not None:
+                plan.cell_status[key] = status
             else:
                 plan.cells += [Trial(name, instance, variant) for variant in benchmark.variants]
     return plan
