@@ -35,9 +35,10 @@ I-projection
 
     min_{pi_i} E_s[ -E_{a_i~pi_i}[e_i(s, a_i)] + alpha KL(pi_i(.|o_i) || pi^D_i(.|o_i)) ]          (I-proj)
 
-(the ``log w`` of (e) up to a constant, times alpha). Every ``update`` runs one alternating
-sweep: agents 0..N-1 in turn update ``nu_i``, ``e_i`` and ``pi_i`` while the others are held
-fixed, so agent i already responds to the agents updated before it in the same sweep.
+(the ``log w`` of (e) up to a constant, times alpha). Every training step is one alternating
+sweep, one optimisation stage per agent: agents 0..N-1 in turn update ``nu_i``, ``e_i`` and
+``pi_i`` while the others are held fixed, so agent i already responds to the agents updated
+before it in the same sweep.
 
 Why the KL enters ``e_hat`` as an expectation: after resampling by ``rho_i``, the pointwise
 ``-alpha log rho_i`` of the dataset's own ``a_{-i}`` would cancel the resampling weight inside
@@ -119,51 +120,45 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register, require_resolved, steps_of_run
 from marlbench.data.sampler import Batch
 from marlbench.errors import ConfigError
-from marlbench.nets import AgentLinear, AgentMLP, CategoricalPolicy, TanhGaussianPolicy, mlp
+from marlbench.nets import AgentMLP, AgentPolicies, AutoregressiveBehaviour, mask_unavailable, masked_log_softmax, mlp
+from marlbench.nets.targets import parameters_frozen
 from marlbench.spec import EnvSpec
+from marlbench.step import ParamGroup, Phase, Stage
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 LAST_LAYER_INIT = 1e-3  # reference: policy output weights ~ U(-1e-3, 1e-3)
-
-
-def _mask(logits: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-    """Unavailable actions get ``finfo.min`` (as ``nets.masked_logits``, without its host-side check:
-    the dataset's rows always have an available action)."""
-    return logits if avail is None else logits.masked_fill(~avail, torch.finfo(logits.dtype).min)
+ROLES = (("nu_loss", "nu"), ("e_loss", "e"), ("policy_loss", "policy"))  # each agent's losses and their groups
 
 
 @dataclass
 class AlberDICEConfig(AlgorithmConfig):
-    batch_size: int = 128
-    hidden: tuple[int, ...] = (128, 128)
-    gamma: float = 0.99
-    alpha_start: float = 5.0
-    alpha_end: float = 0.001
-    anneal_steps: int | None = (
-        None  # step at which alpha reaches alpha_end; None: the run's last step (reference: t/t_max)
-    )
-    pretrain_steps: int | None = (
-        None  # behaviour cloning of pi^D_i and of the autoregressive pi^D first; None: by fraction
-    )
+    batch_size: int = 128  # transitions per update (the reference samples whole episodes)
+    hidden: tuple[int, ...] = (128, 128)  # MLP widths of every network (reference)
+    gamma: float = 0.99  # discount (reference)
+    alpha_start: float = 5.0  # alpha right after pretraining (reference)
+    alpha_end: float = 0.001  # alpha at anneal_steps (reference)
+    anneal_steps: int | None = None  # step at which alpha reaches alpha_end; None: the run's last step (reference)
+    pretrain_steps: int | None = None  # behaviour cloning of pi^D_i and the autoregressive pi^D; None: by fraction
     pretrain_fraction: float = 0.1  # ours: pretraining length as a fraction of the run, when pretrain_steps is None
-    behaviour_lr: float = 1e-3  # our pretraining phase; the learning rate of this repo's BC
-    policy_lr: float = 1e-4
-    nu_lr: float = 1e-4
-    e_lr: float = 1e-4
-    ratio_max: float = 100.0
-    nu_grad_penalty: float = 0.1
-    e_conservative: float = 0.1
-    kl_samples: int = 16
-    conservative_samples: int = 10  # continuous actions only
+    behaviour_lr: float = 1e-3  # ours: Adam for the behaviour models (this repo's BC)
+    policy_lr: float = 1e-4  # Adam for pi_i (reference)
+    nu_lr: float = 1e-4  # Adam for nu_i (reference)
+    e_lr: float = 1e-4  # Adam for e_i (reference)
+    ratio_max: float = 100.0  # clip of the resampling ratio rho_i (reference)
+    nu_grad_penalty: float = 0.1  # weight of the gradient penalty on nu_i (reference)
+    e_conservative: float = 0.1  # weight of the conservative term of the e-regression (reference)
+    kl_samples: int = 16  # samples of a_{-i} for the KL of (e) (reference)
+    conservative_samples: int = 10  # ours, continuous actions only: uniform actions of the conservative term
 
 
 # ----------------------------------------------------------------------------- equations
@@ -224,7 +219,7 @@ def e_loss_discrete(
     """
     e_pred = e_all.gather(-1, actions[:, None]).squeeze(-1)
     regression = (e_pred - e_hat).pow(2).mean()
-    soft_max = torch.logsumexp(_mask(e_all, avail), dim=-1)
+    soft_max = torch.logsumexp(mask_unavailable(e_all, avail), dim=-1)
     return regression + conservative * (soft_max - (behaviour_probs * e_all).sum(-1)).mean()
 
 
@@ -254,6 +249,12 @@ def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor
     return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
+def gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Gaussian behaviour model's ``(mean, log_std)`` from its output ``[..., 2A]`` (log std in [-5, 2])."""
+    mean, log_std = out.chunk(2, dim=-1)
+    return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+
 def annealed_alpha(step: int, config: AlberDICEConfig) -> float:
     """alpha_start after pretraining, geometric decay to alpha_end at ``anneal_steps``, then constant."""
     span = max(config.anneal_steps - config.pretrain_steps - 1, 1)
@@ -274,68 +275,31 @@ class _Nu(nn.Module):
         return self.net(state).squeeze(-1)
 
 
-class _AutoregressiveBehaviour(nn.Module):
-    """``pi^D(a_j | s, a_i, a_{<j})``: for each conditioning agent i its own MLP (as the reference)
-    on ``[s, onehot(j), masked joint action]``; the masked joint action holds ``a_i`` and the
-    actions of the other agents before j, zeros elsewhere.
-
-    The first layer is applied in parts (state, id, actions), so the state's share is computed
-    once per row rather than once per predicted agent and sample; the function is the same.
-    """
-
-    def __init__(self, n_agents: int, state_dim: int, action_enc: int, out_dim: int, hidden: tuple[int, ...]):
-        super().__init__()
-        self.n_agents, self.state_dim = n_agents, state_dim
-        in_dim = state_dim + n_agents + n_agents * action_enc
-        self.net = AgentMLP(n_agents, in_dim, out_dim, hidden, agent_id=False, shared=False)
-
-    def _first(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        first = self.net.net[0]
-        s, n = self.state_dim, self.n_agents
-        return first.weight[:, :s], first.weight[:, s : s + n], first.weight[:, s + n :], first.bias
-
-    def forward(self, state: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
-        """Every conditioning agent at once: ``state [B, S]``, ``acts [B, N_i, N_j, N*A]`` -> ``[B, N_i, N_j, out]``."""
-        w_state, w_id, w_act, bias = self._first()
-        h = (
-            torch.einsum("bs,ish->bih", state, w_state)[:, :, None]
-            + w_id[None]
-            + torch.einsum("bijk,ikh->bijh", acts, w_act)
-            + bias[None, :, None]
-        )
-        x = h.transpose(1, 2)  # [B, N_j, N_i, h]: AgentLinear layers act over the agent dim -2
-        for layer in list(self.net.net)[1:]:
-            x = layer(x)
-        return x.transpose(1, 2)
-
-    def forward_agent(
-        self, state: torch.Tensor, acts: torch.Tensor, agent: int, predicted: torch.Tensor
-    ) -> torch.Tensor:
-        """Conditioning agent ``agent``, predicted agents ``predicted [J]``: ``state [B, S]``,
-        ``acts [..., B, J, N*A]`` -> ``[..., B, J, out]``."""
-        w_state, w_id, w_act, bias = self._first()
-        base = (state @ w_state[agent] + bias[agent])[:, None] + w_id[agent, predicted]  # [B, J, h]
-        h = (acts @ w_act[agent]).add_(base)
-        lead = h.shape[:-1]
-        x = h.reshape(-1, h.shape[-1])
-        in_place = not torch.is_grad_enabled()  # the KL estimate runs without gradients
-        for layer in list(self.net.net)[1:]:
-            if isinstance(layer, AgentLinear):
-                x = torch.addmm(layer.bias[agent], x, layer.weight[agent])
-            else:
-                x = x.relu_() if in_place and isinstance(layer, nn.ReLU) else layer(x)
-        return x.reshape(*lead, x.shape[-1])
-
-
 def _shrink_last_layer(module: nn.Module) -> None:
     last = [m for m in module.modules() if isinstance(m, nn.Linear)][-1]
     nn.init.uniform_(last.weight, -LAST_LAYER_INIT, LAST_LAYER_INIT)
     nn.init.zeros_(last.bias)
 
 
+@dataclass
+class _Sweep:
+    """What the stages of one alternating sweep share; agent 0's stage builds it."""
+
+    alpha: float
+    ar_logp: torch.Tensor  # teacher-forced log pi^D(a_j | s, a_i, a_{<j}) of the data, [B, N_i, N_j]
+    behaviour_out: torch.Tensor  # the marginal pi^D_i's outputs [B, N, out]
+    policy_out: torch.Tensor  # every pi_j's outputs [B, N, out]; column j refreshed after pi_j's step
+    policy_logp: torch.Tensor  # log pi_j(a_j^D | o_j) [B, N], refreshed likewise
+    n_terminal: torch.Tensor
+    logs: defaultdict[str, list[torch.Tensor]]
+
+
+# ----------------------------------------------------------------------------- algorithm
 @register
 class AlberDICE(Algorithm):
     name = "alberdice"
+    display_name = "AlberDICE"
+    column_order = 7
     title = "AlberDICE (alternating best responses by DICE, joint-action regularisation)"
     Config = AlberDICEConfig
 
@@ -354,117 +318,88 @@ class AlberDICE(Algorithm):
             )
         n, hidden = spec.n_agents, tuple(config.hidden)
         self.n_agents = n
-        self.action_enc = spec.n_actions if spec.discrete else spec.action_dim
-        out = spec.n_actions if spec.discrete else 2 * spec.action_dim
-
+        width, out = (spec.n_actions, spec.n_actions) if spec.discrete else (spec.action_dim, 2 * spec.action_dim)
         # Behaviour models: pi^D_i(a_i | o_i) (shared, with id) and pi^D(a_j | s, a_i, a_{<j}).
-        self.behaviour = AgentMLP(n, spec.obs_dim, out, hidden, agent_id=True, shared=True)
-        self.ar_behaviour = _AutoregressiveBehaviour(n, spec.state_dim, self.action_enc, out, hidden)
-        # cond[i, j, k] = 1 when agent k's action is an input of pi^D(a_j | s, a_i, a_{<j}).
-        idx = torch.arange(n)
-        i, j, k = idx[:, None, None], idx[None, :, None], idx[None, None, :]
-        cond = ((k == i) | ((k < j) & (k != i))) & (j != i)
-        self.cond = cond.float().to(device)
-
-        # Per-agent nu_i(s), e_i(s, .) and decentralised pi_i(a_i | o_i).
-        self.nus = nn.ModuleList(_Nu(spec.state_dim, hidden) for _ in range(n))
-        if spec.discrete:
-            self.es = nn.ModuleList(mlp(spec.state_dim, spec.n_actions, hidden) for _ in range(n))
-            self.policies = nn.ModuleList(
-                CategoricalPolicy(1, spec.obs_dim, spec.n_actions, hidden, agent_id=False) for _ in range(n)
-            )
-        else:
-            self.es = nn.ModuleList(mlp(spec.state_dim + spec.action_dim, 1, hidden) for _ in range(n))
-            self.policies = nn.ModuleList(
-                TanhGaussianPolicy.for_spec(spec, hidden, single_agent=True) for _ in range(n)
-            )
+        self.behaviour = AgentMLP(n, spec.obs_dim, out, hidden, agent_id=True, shared=True).to(device)
+        self.ar_behaviour = AutoregressiveBehaviour(n, spec.state_dim, width, out, hidden).to(device)
+        # Per-agent nu_i(s), e_i(s, .) (one output per own action) or e_i(s, a_i), and decentralised pi_i(a_i | o_i).
+        self.nus = nn.ModuleList(_Nu(spec.state_dim, hidden) for _ in range(n)).to(device)
+        e_in, e_out = (spec.state_dim, spec.n_actions) if spec.discrete else (spec.state_dim + spec.action_dim, 1)
+        self.es = nn.ModuleList(mlp(e_in, e_out, hidden) for _ in range(n)).to(device)
+        self.policies = AgentPolicies(spec, hidden)
         for policy in self.policies:
             _shrink_last_layer(policy)
-        for module in (self.behaviour, self.ar_behaviour, self.nus, self.es, self.policies):
-            module.to(device)
-        # One optimiser per role: the alternating step gives gradients to agent i's networks
-        # only, and Adam skips parameters whose .grad is None, so the others stay untouched.
-        self.behaviour_optimizer = torch.optim.Adam(
-            [*self.behaviour.parameters(), *self.ar_behaviour.parameters()], lr=config.behaviour_lr, fused=True
-        )
-        self.nu_optimizer = torch.optim.Adam(self.nus.parameters(), lr=config.nu_lr, fused=True)
-        self.e_optimizer = torch.optim.Adam(self.es.parameters(), lr=config.e_lr, fused=True)
-        self.policy_optimizer = torch.optim.Adam(self.policies.parameters(), lr=config.policy_lr, fused=True)
+        self.policies.to(device)
+        self._sweep: _Sweep | None = None
 
-    # ------------------------------------------------------------------ helpers
-    def _encode(self, actions: torch.Tensor) -> torch.Tensor:
-        """Actions as network inputs: one-hot ``[..., N, nA]`` or the raw ``[..., N, A]``."""
-        if self.spec.discrete:
-            return F.one_hot(actions, self.spec.n_actions).float()
-        return actions.float()
+    def param_groups(self) -> list[ParamGroup]:
+        cfg = self.config
+        return [
+            ParamGroup("behaviour", [self.behaviour, self.ar_behaviour], cfg.behaviour_lr),
+            ParamGroup("nu", [self.nus], cfg.nu_lr),
+            ParamGroup("e", [self.es], cfg.e_lr),
+            ParamGroup("policy", [self.policies], cfg.policy_lr),
+        ]
 
-    def _gaussian(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = out.chunk(2, dim=-1)
-        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+    def phases(self) -> list[Phase]:
+        """Behaviour cloning, then one alternating sweep per step: a stage per agent in the order
+        0..N-1, whose losses reach agent i's networks only (the others hold no gradient, so the
+        step leaves them alone). Agent i's stage logs its losses as ``nu_loss/i`` etc.; the last
+        one also their means over the agents as ``nu_loss`` etc."""
+        cloning = {"behaviour_loss": ("behaviour",), "ar_behaviour_loss": ("behaviour",)}
+        sweep = [
+            Stage(f"agent {i}", partial(self._agent_losses, i), {f"{loss}/{i}": (group,) for loss, group in ROLES})
+            for i in range(self.n_agents)
+        ]
+        return [
+            Phase("behaviour_pretraining", 1, (Stage("behaviour", self._behaviour_losses, cloning),)),
+            Phase("best_responses", self.config.pretrain_steps + 1, tuple(sweep)),
+        ]
 
-    @staticmethod
-    def _masked_joint_actions(enc: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """``enc [..., N_k, A]`` and ``cond [..., N_j, N_k]`` -> each predicted agent's inputs ``[..., N_j, N_k*A]``."""
-        return (cond.unsqueeze(-1) * enc.unsqueeze(-3)).flatten(-2)
-
-    def _ar_log_prob_data(self, batch: Batch, enc: torch.Tensor) -> torch.Tensor:
+    # ------------------------------------------------------------------ behaviour models
+    def _ar_log_prob_data(self, batch: Batch) -> torch.Tensor:
         """Teacher-forced ``log pi^D(a_j | s, a_i, a_{<j})`` of the dataset actions, ``[B, N_i, N_j]``."""
-        out = self.ar_behaviour(batch.state, self._masked_joint_actions(enc[:, None], self.cond))
+        out = self.ar_behaviour(batch.state, batch.actions)
         if self.spec.discrete:
-            avail = None if batch.avail is None else batch.avail[:, None]
-            logp = torch.log_softmax(_mask(out, avail), -1)
+            logp = masked_log_softmax(out, None if batch.avail is None else batch.avail[:, None])
             index = batch.actions[:, None, :, None].expand(-1, self.n_agents, -1, 1)
             return logp.gather(-1, index).squeeze(-1)
-        mean, log_std = self._gaussian(out)
-        return gaussian_log_prob(mean, log_std, batch.actions[:, None].float())
+        return gaussian_log_prob(*gaussian(out), batch.actions[:, None].float())
 
-    def _behaviour_dist(self, obs: torch.Tensor, avail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Marginal ``pi^D_i(.|o_i)``: log-probs ``[B, N, nA]`` (twice) or ``(mean, log_std)``."""
-        out = self.behaviour(obs)
-        if self.spec.discrete:
-            logp = torch.log_softmax(_mask(out, avail), -1)
-            return logp, logp
-        return self._gaussian(out)
-
-    def _policy_stats(self, agent: int, obs: torch.Tensor, avail: torch.Tensor | None, actions: torch.Tensor):
-        """Agent j's ``(log-probs [B, nA], log pi_j(a_j^D))`` or ``((mean, log_std), log pi_j(a_j^D))``."""
-        policy = self.policies[agent]
-        o = obs[:, agent : agent + 1]
-        if self.spec.discrete:
-            a = None if avail is None else avail[:, agent : agent + 1]
-            logp = torch.log_softmax(_mask(policy.net(o), a), -1)[:, 0]
-            return logp, logp.gather(-1, actions[:, agent, None]).squeeze(-1)
-        mean, log_std = policy(o)
-        return (mean[:, 0], log_std[:, 0]), policy.log_prob(o, actions[:, agent : agent + 1])[:, 0]
-
-    # ------------------------------------------------------------------ updates
-    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        if step <= self.config.pretrain_steps:
-            return self._behaviour_update(batch)
-        return self._alternating_update(batch, step)
-
-    def _behaviour_update(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def _behaviour_losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         """Behaviour cloning of ``pi^D_i(a_i|o_i)`` and teacher-forced BC of the autoregressive ``pi^D``."""
+        out = self.behaviour(batch.obs)
         if self.spec.discrete:
-            logp = self._behaviour_dist(batch.obs, batch.avail)[0]
-            marginal = logp.gather(-1, batch.actions[..., None]).squeeze(-1)
+            marginal = masked_log_softmax(out, batch.avail).gather(-1, batch.actions[..., None]).squeeze(-1)
         else:
-            mean, log_std = self._behaviour_dist(batch.obs, None)
-            marginal = gaussian_log_prob(mean, log_std, batch.actions.float())
-        ar = self._ar_log_prob_data(batch, self._encode(batch.actions))
+            marginal = gaussian_log_prob(*gaussian(out), batch.actions.float())
+        ar = self._ar_log_prob_data(batch)
         off_diagonal = 1.0 - torch.eye(self.n_agents, device=ar.device)
         ar_loss = -(ar * off_diagonal).sum((-2, -1)).mean() / max(self.n_agents * (self.n_agents - 1), 1)
-        marginal_loss = -marginal.mean()
-        loss = marginal_loss + ar_loss
-        self.behaviour_optimizer.zero_grad()
-        loss.backward()
-        self.behaviour_optimizer.step()
-        return {"behaviour_loss": marginal_loss.detach(), "ar_behaviour_loss": ar_loss.detach()}
+        return {"behaviour_loss": -marginal.mean(), "ar_behaviour_loss": ar_loss}
 
-    def _other_agents_kl(
-        self, agent: int, state: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None, stats: list
-    ) -> torch.Tensor:
-        """``KL(pi_{-i}(.|s) || pi^D(.|s, a_i))`` for the rows' own ``a_i`` (e), ``[B]``.
+    # ------------------------------------------------------------------ the alternating sweep
+    def _policy_stats(self, agent: int, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Agent j's policy outputs ``[B, out]`` and ``log pi_j(a_j^D | o_j)`` ``[B]``."""
+        out, avail = self.policies.output(agent, batch.obs), None if batch.avail is None else batch.avail[:, agent]
+        return out, self.policies[agent].log_prob_of_output(out, batch.actions[:, agent], avail)
+
+    @torch.no_grad()
+    def _start_sweep(self, batch: Batch, step: int) -> _Sweep:
+        outs, logps = zip(*(self._policy_stats(j, batch) for j in range(self.n_agents)), strict=True)
+        return _Sweep(
+            alpha=annealed_alpha(step, self.config),
+            ar_logp=self._ar_log_prob_data(batch),
+            behaviour_out=self.behaviour(batch.obs),
+            policy_out=torch.stack(outs, 1),
+            policy_logp=torch.stack(logps, -1),
+            n_terminal=batch.terminal.sum(),
+            logs=defaultdict(list),
+        )
+
+    def _other_agents_kl(self, agent: int, state: torch.Tensor, actions: torch.Tensor, avail, out) -> torch.Tensor:
+        """``KL(pi_{-i}(.|s) || pi^D(.|s, a_i))`` for the rows' own ``a_i`` (e), ``[B]``; ``out [B, N, *]``:
+        every policy's outputs on the rows.
 
         ``a_{-i}`` is drawn from the current policies (``kl_samples`` draws); the discrete case
         sums each factor's exact KL given the sampled prefix, the continuous case the log ratio.
@@ -473,118 +408,89 @@ class AlberDICE(Algorithm):
         # Discrete, two agents: the one factor has no sampled prefix, so one draw gives the exact KL.
         k = 1 if self.spec.discrete and n <= 2 else self.config.kl_samples
         own = torch.arange(n, device=state.device) == agent
-        others = torch.nonzero(~own).squeeze(-1)
+        others = self.ar_behaviour.others[agent]
         if self.spec.discrete:
-            logp = torch.stack([stats[j][0] for j in range(n)], 1)  # [B, N, nA]
+            logp = masked_log_softmax(out, avail)  # [B, N, nA]
             flat = logp.exp().reshape(-1, logp.shape[-1])
             sampled = torch.multinomial(flat, k, replacement=True).reshape(*logp.shape[:2], k).permute(2, 0, 1)
-            sampled = torch.where(own, actions, sampled)  # [K, B, N]; agent i keeps its dataset action
-            enc = self._encode(sampled)
-        else:
-            mean = torch.stack([stats[j][0][0] for j in range(n)], 1)  # [B, N, A]
-            log_std = torch.stack([stats[j][0][1] for j in range(n)], 1)
-            u = mean + log_std.exp() * torch.randn((k, *mean.shape), device=mean.device)
-            policy = self.policies[0]
-            sampled = policy.loc + policy.scale * torch.tanh(u)
-            logp_sampled = policy._log_prob_pre_tanh(mean, log_std, u)  # [K, B, N]
-            enc = torch.where(own[:, None], actions.float(), sampled)
-        acts = self._masked_joint_actions(enc, self.cond[agent, others])  # [K, B, N-1, N*A]
-        out = self.ar_behaviour.forward_agent(state, acts, agent, others)
-        if self.spec.discrete:
+            joint = torch.where(own, actions, sampled)  # [K, B, N]; agent i keeps its dataset action
             other_avail = None if avail is None else avail[:, others]
-            logq = torch.log_softmax(_mask(out, other_avail), -1)
+            logq = masked_log_softmax(self.ar_behaviour.conditional(state, joint, agent), other_avail)
             kl = categorical_kl(logp[:, others], logq, other_avail)  # [K, B, N-1]
         else:
-            mean_d, log_std_d = self._gaussian(out)
-            kl = logp_sampled[..., others] - gaussian_log_prob(mean_d, log_std_d, enc[..., others, :])
+            policy = self.policies[0]  # every agent's tanh-Gaussian has the same box
+            mean, log_std = policy.mean_log_std(out)  # [B, N, A]
+            u = mean + log_std.exp() * torch.randn((k, *mean.shape), device=mean.device)
+            joint = torch.where(own[:, None], actions.float(), policy.squash(u))
+            mean_d, log_std_d = gaussian(self.ar_behaviour.conditional(state, joint, agent))
+            logq = gaussian_log_prob(mean_d, log_std_d, joint[..., others, :])
+            kl = policy.log_prob_pre_tanh(mean, log_std, u)[..., others] - logq
         return kl.sum(-1).mean(0)
 
-    def _alternating_update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+    def _agent_losses(self, i: int, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        """Agent i's step of the sweep: (nu), (e-regression) and (I-proj) on transitions resampled by rho_i."""
         cfg, n = self.config, self.n_agents
-        alpha, gamma = annealed_alpha(step, cfg), cfg.gamma
-        batch_size = batch.reward.shape[0]
+        if i == 0:
+            self._sweep = self._start_sweep(batch, step)
+        else:  # agent i - 1 has taken its step: agent i responds to its new policy
+            with torch.no_grad():
+                self._sweep.policy_out[:, i - 1], self._sweep.policy_logp[:, i - 1] = self._policy_stats(i - 1, batch)
+        sweep = self._sweep
+        alpha, gamma, batch_size = sweep.alpha, cfg.gamma, batch.reward.shape[0]
+        # (ratio) and resampling: transitions drawn in proportion to rho_i under the current pi_{-i}.
         with torch.no_grad():
-            ar_logp = self._ar_log_prob_data(batch, self._encode(batch.actions))  # [B, N_i, N_j]
-            behaviour = self._behaviour_dist(batch.obs, batch.avail)
-            stats = [self._policy_stats(j, batch.obs, batch.avail, batch.actions) for j in range(n)]
-        n_terminal = batch.terminal.sum()
-        logs: dict[str, list[torch.Tensor]] = {k: [] for k in ("nu_loss", "e_loss", "policy_loss", "kl", "ratio")}
-        for i in range(n):
-            # (ratio) and resampling: transitions drawn in proportion to rho_i under the current pi_{-i}.
-            with torch.no_grad():
-                policy_logp = torch.stack([s[1] for s in stats], -1)  # [B, N]
-                log_ratio = clipped_log_ratio(policy_logp, ar_logp[:, i], i, cfg.ratio_max)
-                log_mean_ratio = torch.logsumexp(log_ratio, 0) - math.log(batch_size)
-                idx = resample(log_ratio)
-                avail = None if batch.avail is None else batch.avail[idx]
-                state, actions = batch.state[idx], batch.actions[idx]
-                resampled_stats = [
-                    ((s[0][0][idx], s[0][1][idx]) if isinstance(s[0], tuple) else s[0][idx], s[1][idx]) for s in stats
-                ]
-                kl = self._other_agents_kl(i, state, actions, avail, resampled_stats)
+            log_ratio = clipped_log_ratio(sweep.policy_logp, sweep.ar_logp[:, i], i, cfg.ratio_max)
+            log_mean_ratio = torch.logsumexp(log_ratio, 0) - math.log(batch_size)
+            idx = resample(log_ratio)
+            avail = None if batch.avail is None else batch.avail[idx]
+            state, actions = batch.state[idx], batch.actions[idx]
+            kl = self._other_agents_kl(i, state, actions, avail, sweep.policy_out[idx])
 
-            # (nu) for nu_i. A terminal transition's successor is the absorbing state.
-            nu = self.nus[i]
-            nu_next, nu_now, nu_initial = nu(torch.cat([batch.next_state[idx], state, batch.initial_state])).split(
-                [batch_size, batch_size, batch.initial_state.shape[0]]
+        # (nu) for nu_i. A terminal transition's successor is the absorbing state.
+        nu = self.nus[i]
+        nu_next, nu_now, nu_initial = nu(torch.cat([batch.next_state[idx], state, batch.initial_state])).split(
+            [batch_size, batch_size, batch.initial_state.shape[0]]
+        )
+        next_value = torch.where(batch.terminal[idx] > 0, nu.absorbing, nu_next)
+        e_hat = batch.reward[idx] - alpha * kl + gamma * next_value - nu_now
+        loss_nu = nu_loss(e_hat, log_mean_ratio, nu_initial, nu.absorbing, sweep.n_terminal, alpha, gamma)
+        if cfg.nu_grad_penalty > 0:
+            mix = torch.rand(batch_size, 1, device=state.device)
+            perm = torch.randperm(batch_size, device=state.device)
+            inter = (mix * batch.state + (1 - mix) * batch.state[perm]).requires_grad_(True)
+            (grad,) = torch.autograd.grad(nu(inter).sum(), inter, create_graph=True)
+            loss_nu = loss_nu + cfg.nu_grad_penalty * grad.pow(2).sum(-1).mean()
+        target = e_hat.detach()
+
+        # (e-regression) for e_i and (I-proj) for pi_i on the resampled transitions; like the
+        # reference, the I-projection reads e_i before this step's update of e_i.
+        e_net, policy = self.es[i], self.policies[i]
+        obs_i, behaviour_out = batch.obs[idx, i : i + 1], sweep.behaviour_out[idx, i]
+        if self.spec.discrete:
+            e_all = e_net(state)
+            agent_avail = None if avail is None else avail[:, i]
+            behaviour_logp = masked_log_softmax(behaviour_out, agent_avail)
+            loss_e = e_loss_discrete(
+                e_all, actions[:, i], target, behaviour_logp.exp(), agent_avail, cfg.e_conservative
             )
-            next_value = torch.where(batch.terminal[idx] > 0, nu.absorbing, nu_next)
-            e_hat = batch.reward[idx] - alpha * kl + gamma * next_value - nu_now
-            loss_nu = nu_loss(e_hat, log_mean_ratio, nu_initial, nu.absorbing, n_terminal, alpha, gamma)
-            if cfg.nu_grad_penalty > 0:
-                mix = torch.rand(batch_size, 1, device=state.device)
-                perm = torch.randperm(batch_size, device=state.device)
-                inter = (mix * batch.state + (1 - mix) * batch.state[perm]).requires_grad_(True)
-                (grad,) = torch.autograd.grad(nu(inter).sum(), inter, create_graph=True)
-                loss_nu = loss_nu + cfg.nu_grad_penalty * grad.pow(2).sum(-1).mean()
-            target = e_hat.detach()
-
-            # (e-regression) for e_i and (I-proj) for pi_i on the resampled transitions; like the
-            # reference, the I-projection reads e_i before this step's update of e_i.
-            e_net, policy = self.es[i], self.policies[i]
-            obs_i = batch.obs[idx, i : i + 1]
-            if self.spec.discrete:
-                e_all = e_net(state)
-                behaviour_logp = behaviour[0][idx, i]
-                agent_avail = None if avail is None else avail[:, i]
-                loss_e = e_loss_discrete(
-                    e_all, actions[:, i], target, behaviour_logp.exp(), agent_avail, cfg.e_conservative
-                )
-                logits = _mask(policy.net(obs_i)[:, 0], None if avail is None else avail[:, i])
-                loss_pi = i_projection_loss_discrete(
-                    torch.log_softmax(logits, -1), e_all.detach(), behaviour_logp, agent_avail, alpha
-                )
-            else:
-                loss_e = self._e_loss_continuous(e_net, state, actions[:, i], target)
-                sampled, logp = policy.sample(obs_i)
-                mean_d, log_std_d = behaviour[0][idx, i], behaviour[1][idx, i]
-                e_net.requires_grad_(False)  # the policy's gradient passes through e_i to the action only
+            logp = masked_log_softmax(policy.net(obs_i)[:, 0], agent_avail)
+            loss_pi = i_projection_loss_discrete(logp, e_all.detach(), behaviour_logp, agent_avail, alpha)
+        else:
+            loss_e = self._e_loss_continuous(e_net, state, actions[:, i], target)
+            sampled, logp = policy.sample(obs_i)
+            with parameters_frozen(e_net):  # the policy's gradient passes through e_i to the action only
                 e_sampled = e_net(torch.cat([state, sampled[:, 0]], -1)).squeeze(-1)
-                e_net.requires_grad_(True)
-                kl_own = logp[:, 0] - gaussian_log_prob(mean_d, log_std_d, sampled[:, 0])
-                loss_pi = -(e_sampled - alpha * kl_own).mean()
+            kl_own = logp[:, 0] - gaussian_log_prob(*gaussian(behaviour_out), sampled[:, 0])
+            loss_pi = -(e_sampled - alpha * kl_own).mean()
 
-            # The three losses touch disjoint parameters (targets detached): one backward pass,
-            # then a step of each optimiser; only agent i's networks hold gradients.
-            for optimizer in (self.nu_optimizer, self.e_optimizer, self.policy_optimizer):
-                optimizer.zero_grad()
-            (loss_nu + loss_e + loss_pi).backward()
-            for optimizer in (self.nu_optimizer, self.e_optimizer, self.policy_optimizer):
-                optimizer.step()
-
-            with torch.no_grad():
-                stats[i] = self._policy_stats(i, batch.obs, batch.avail, batch.actions)
-            for key, tensor in (
-                ("nu_loss", loss_nu),
-                ("e_loss", loss_e),
-                ("policy_loss", loss_pi),
-                ("kl", kl.mean()),
-                ("ratio", log_mean_ratio.exp()),
-            ):
-                logs[key].append(tensor.detach())
-        result = {key: torch.stack(values).mean() for key, values in logs.items()}
-        result["alpha"] = torch.tensor(alpha)
-        return result
+        for key, value in (("nu_loss", loss_nu), ("e_loss", loss_e), ("policy_loss", loss_pi), ("kl", kl.mean())):
+            sweep.logs[key].append(value.detach())
+        sweep.logs["ratio"].append(log_mean_ratio.exp())
+        losses = {f"nu_loss/{i}": loss_nu, f"e_loss/{i}": loss_e, f"policy_loss/{i}": loss_pi}
+        if i == n - 1:
+            losses |= {key: torch.stack(values) for key, values in sweep.logs.items()}  # logged as the means
+            losses["alpha"] = torch.tensor(alpha)
+        return losses
 
     def _e_loss_continuous(
         self, e_net: nn.Module, state: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
@@ -603,26 +509,8 @@ class AlberDICE(Algorithm):
         return loss
 
     # ------------------------------------------------------------------ acting
-    def phase_starts(self) -> dict[str, int]:
-        return {"behaviour_pretraining": 1, "best_responses": self.config.pretrain_steps + 1}
-
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
-        actions = []
-        for j, policy in enumerate(self.policies):
-            o = obs[..., j : j + 1, :]
-            if self.spec.discrete:
-                actions.append(policy.act(o, None if avail is None else avail[..., j : j + 1, :], deterministic))
-            else:
-                actions.append(policy.act(o, deterministic))
-        return torch.cat(actions, dim=-2 if not self.spec.discrete else -1)
+        return self.policies.act(obs, avail, deterministic)
 
     def action_probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-        if not self.spec.discrete:
-            return super().action_probs(obs, avail)
-        return torch.cat(
-            [
-                policy.probs(obs[..., j : j + 1, :], None if avail is None else avail[..., j : j + 1, :])
-                for j, policy in enumerate(self.policies)
-            ],
-            dim=-2,
-        )
+        return self.policies.probs(obs, avail)

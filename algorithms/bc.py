@@ -15,37 +15,38 @@ import torch
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
-from marlbench.nets import DecentralisedPolicy
+from marlbench.nets import policy_for_spec
 from marlbench.spec import EnvSpec
+from marlbench.step import ParamGroup
 
 
 @dataclass
 class BCConfig(AlgorithmConfig):
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    hidden: tuple[int, ...] = (256, 256)
-    shared_parameters: bool = True
-    grad_clip: float = 1.0
+    batch_size: int = 256  # transitions per update
+    learning_rate: float = 1e-3  # Adam
+    hidden: tuple[int, ...] = (256, 256)  # policy MLP widths
+    shared_parameters: bool = True  # one network for all agents (with agent ids)
+    grad_clip: float = 1.0  # gradient-norm clip of the policy
 
 
 @register
 class BC(Algorithm):
     name = "bc"
+    display_name = "BC"
+    column_order = 0
     title = "Behaviour cloning (per-agent, decentralised)"
     Config = BCConfig
+    loss_groups = {"bc_loss": ("policy",)}
 
     def __init__(self, spec: EnvSpec, config: BCConfig, device: torch.device):
         super().__init__(spec, config, device)
-        self.policy = DecentralisedPolicy(spec, config.hidden, shared=config.shared_parameters).to(device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate, fused=True)
+        self.policy = policy_for_spec(spec, config.hidden, shared=config.shared_parameters).to(device)
 
-    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        loss = -self.policy.log_prob(batch.obs, batch.avail, batch.actions).mean()
-        self.optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        return {"bc_loss": loss.detach()}
+    def param_groups(self) -> list[ParamGroup]:
+        return [ParamGroup("policy", [self.policy], self.config.learning_rate, self.config.grad_clip)]
+
+    def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        return {"bc_loss": -self.policy.log_prob(batch.obs, batch.avail, batch.actions).mean()}
 
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
         return self.policy.act(obs, avail, deterministic)

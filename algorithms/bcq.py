@@ -62,9 +62,9 @@ Departures and why:
 - the discrete generative model is its own network (discrete BCQ shares the Q network's
   trunk and adds 1e-2 times the squared logits to the loss): separate networks keep the
   Q regression independent of the imitation target;
-- one backward pass for the critics and the generative models (disjoint parameters), and the
-  perturbation network's gradient taken with ``torch.autograd.grad`` against the critics
-  before their step; BCQ steps the critics first, so its actor sees critics one step newer.
+- one optimiser step for all losses (disjoint parameters: the perturbation network's loss
+  reads the critics with their parameters frozen), so the actor sees the critics before
+  this step's update; BCQ steps the critics first, so its actor sees critics one step newer.
 
 Matrix games (standard profile, 5 seeds; no paper publishes BCQ-MA on them, so these are
 our measurements, asserted in tests/test_bcq.py): penalty XOR {AB} 1 (the constraint leaves
@@ -92,20 +92,22 @@ from torch import nn
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
-from marlbench.nets import AgentMLP, CategoricalPolicy, LinearMixer
-from marlbench.nets.targets import frozen_copy
+from marlbench.nets import AgentMLP, CategoricalPolicy, LinearMixer, masked_logits
+from marlbench.nets.hotpath import flat_mlp, with_agent_ids
+from marlbench.nets.targets import frozen_copy, parameters_frozen
 from marlbench.spec import EnvSpec
+from marlbench.step import ParamGroup, TargetNet
 
 
 @dataclass
 class BCQConfig(AlgorithmConfig):
-    batch_size: int = 128
-    gamma: float = 0.99
-    tau: float = 0.005
+    batch_size: int = 128  # transitions per update (OMIGA Table 5)
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target critics, perturbation network and mixer
     q_learning_rate: float = 5e-4  # critics Q_i and the mixer w, b
     policy_learning_rate: float = 5e-4  # perturbation network, VAE, discrete generative model
-    hidden: tuple[int, ...] = (256, 256)
-    mixer_hidden: int = 64
+    hidden: tuple[int, ...] = (256, 256)  # MLP widths of critics, perturbation and generative networks
+    mixer_hidden: int = 64  # hypernetwork width of the mixer
     shared_parameters: bool = True  # one network per role with a one-hot agent id (our choice)
     threshold: float = 0.3  # discrete: allowed iff G(a)/max G >= threshold (OMIGA Table 6)
     perturbation_scale: float = 0.05  # Phi of BCQ (paper, Section 5)
@@ -164,13 +166,6 @@ def allowed_actions(generative_probs: torch.Tensor, avail: torch.Tensor | None, 
     return allowed if avail is None else allowed & avail.bool()
 
 
-def masked_log_probs(logits: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-    """log G_i(. | o_i) with unavailable actions at probability 0 (``masked_logits`` without its host-side check)."""
-    if avail is not None:
-        logits = logits.masked_fill(~avail.bool(), torch.finfo(logits.dtype).min)
-    return logits.log_softmax(dim=-1)
-
-
 def soft_clipped_double_q(q1: torch.Tensor, q2: torch.Tensor, soft_clip_lambda: float) -> torch.Tensor:
     """BCQ's soft clipped double Q: ``lambda min(Q1, Q2) + (1 - lambda) max(Q1, Q2)``."""
     return soft_clip_lambda * torch.minimum(q1, q2) + (1.0 - soft_clip_lambda) * torch.maximum(q1, q2)
@@ -179,6 +174,8 @@ def soft_clipped_double_q(q1: torch.Tensor, q2: torch.Tensor, soft_clip_lambda: 
 @register
 class BCQ(Algorithm):
     name = "bcq"
+    display_name = "BCQ"
+    column_order = 1
     title = "BCQ-MA (multi-agent BCQ of OMIGA App. C.2: local batch constraint, linear weighted decomposition)"
     Config = BCQConfig
 
@@ -192,9 +189,7 @@ class BCQ(Algorithm):
             self.q_net = AgentMLP(n, spec.obs_dim, spec.n_actions, hidden, shared=shared).to(device)
             self.q_target = frozen_copy(self.q_net)
             self.generative = CategoricalPolicy(n, spec.obs_dim, spec.n_actions, hidden, shared=shared).to(device)
-            critics: list[nn.Module] = [self.q_net, self.mixer]
-            actor_side: list[nn.Module] = [self.generative]
-            tracked = [(self.q_net, self.q_target)]
+            self._eye = torch.eye(n, device=device)
         else:
             assert spec.action_dim is not None
             q_in = spec.obs_dim + spec.action_dim
@@ -206,25 +201,34 @@ class BCQ(Algorithm):
             self.perturbation_target = frozen_copy(self.perturbation)
             latent_dim = config.latent_dim or 2 * spec.action_dim
             self.vae = ConditionalVAE(spec, config.vae_hidden, latent_dim, config.latent_clip, shared).to(device)
-            critics = [self.q1_net, self.q2_net, self.mixer]
-            actor_side = [self.perturbation, self.vae]
-            tracked = [
-                (self.q1_net, self.q1_target),
-                (self.q2_net, self.q2_target),
-                (self.perturbation, self.perturbation_target),
-            ]
-            self._perturbation_params = list(self.perturbation.parameters())
             self._max_perturbation = config.perturbation_scale * (spec.action_high - spec.action_low) / 2
-        tracked.append((self.mixer, self.mixer_target))
-        self.optimizer = torch.optim.Adam(
-            [
-                {"params": [p for m in critics for p in m.parameters()], "lr": config.q_learning_rate},
-                {"params": [p for m in actor_side for p in m.parameters()], "lr": config.policy_learning_rate},
-            ],
-            fused=True,
-        )
-        self._online_params = [p for online, _ in tracked for p in online.parameters()]
-        self._target_params = [p for _, target in tracked for p in target.parameters()]
+
+    @property
+    def loss_groups(self) -> dict[str, tuple[str, ...]]:
+        trains = {"generative_loss": ("generative",), "q_loss": ("q",)}
+        return trains if self.spec.discrete else {**trains, "actor_loss": ("perturbation",)}
+
+    def param_groups(self) -> list[ParamGroup]:
+        q_lr, policy_lr = self.config.q_learning_rate, self.config.policy_learning_rate
+        if self.spec.discrete:
+            return [
+                ParamGroup("q", [self.q_net, self.mixer], q_lr),
+                ParamGroup("generative", [self.generative], policy_lr),
+            ]
+        return [
+            ParamGroup("q", [self.q1_net, self.q2_net, self.mixer], q_lr),
+            ParamGroup("generative", [self.vae], policy_lr),
+            ParamGroup("perturbation", [self.perturbation], policy_lr),
+        ]
+
+    def targets(self) -> list[TargetNet]:
+        if self.spec.discrete:
+            pairs = [(self.q_net, self.q_target)]
+        else:
+            pairs = [(self.q1_net, self.q1_target), (self.q2_net, self.q2_target)]
+            pairs.append((self.perturbation, self.perturbation_target))
+        pairs.append((self.mixer, self.mixer_target))
+        return [TargetNet(online, target, self.config.tau) for online, target in pairs]
 
     def _perturb(self, network: AgentMLP, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """BCQ's perturbation: ``a + Phi * max_action * tanh(xi(o, a))``, clamped to the action box."""
@@ -236,33 +240,30 @@ class BCQ(Algorithm):
         repeated = obs.unsqueeze(1).expand(-1, self.config.n_candidates, -1, -1)
         return repeated, self._perturb(perturbation, repeated, self.vae.decode(repeated))
 
-    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+    def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         if self.spec.discrete:
-            return self._update_discrete(batch)
-        return self._update_continuous(batch)
+            return self._discrete_losses(batch)
+        return self._continuous_losses(batch)
 
-    def _update_discrete(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def _discrete_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        log_probs = masked_log_probs(self.generative.net(batch.obs), batch.avail)
-        generative_loss = -log_probs.gather(-1, batch.actions.unsqueeze(-1)).mean()
+        obs_input = with_agent_ids(self._eye, batch.obs)  # G_i and Q_i
+        generative_out = flat_mlp(self.generative.net, obs_input)
+        generative_loss = -self.generative.log_prob_of_output(generative_out, batch.actions, batch.avail).mean()
         with torch.no_grad():
             # Discrete BCQ target: allowed argmax of the online Q_i at o', valued by the target Q'_i
             # (0 for an agent with nothing allowed, e.g. a final row without available actions).
-            allowed = self._allowed(batch.next_obs, batch.next_avail)
-            next_actions = self.q_net(batch.next_obs).masked_fill(~allowed, -math.inf).argmax(-1, keepdim=True)
-            next_q = self.q_target(batch.next_obs).gather(-1, next_actions).squeeze(-1)
+            next_input = with_agent_ids(self._eye, batch.next_obs)
+            allowed = self._allowed(flat_mlp(self.generative.net, next_input), batch.next_avail)
+            next_actions = flat_mlp(self.q_net, next_input).masked_fill(~allowed, -math.inf).argmax(-1, keepdim=True)
+            next_q = flat_mlp(self.q_target, next_input).gather(-1, next_actions).squeeze(-1)
             next_q = next_q.masked_fill(~allowed.any(-1), 0.0)
             td_target = batch.reward + cfg.gamma * (1.0 - batch.terminal) * self.mixer_target(next_q, batch.next_state)
-        q_taken = self.q_net(batch.obs).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        q_taken = flat_mlp(self.q_net, obs_input).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         q_tot = self.mixer(q_taken, batch.state)  # OMIGA Eq. 1
-        q_loss = F.mse_loss(q_tot, td_target)
-        self.optimizer.zero_grad(set_to_none=True)
-        (q_loss + generative_loss).backward()
-        self.optimizer.step()
-        self._update_targets()
-        return {"q_loss": q_loss.detach(), "generative_loss": generative_loss.detach(), "q_tot": q_tot.detach().mean()}
+        return {"generative_loss": generative_loss, "q_loss": F.mse_loss(q_tot, td_target), "q_tot": q_tot}
 
-    def _update_continuous(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def _continuous_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         # VAE G_i(a_i | o_i) (BCQ Algorithm 1, line 5).
         reconstruction, mean, std = self.vae(batch.obs, batch.actions)
@@ -280,43 +281,33 @@ class BCQ(Algorithm):
                 next_value, batch.next_state
             )
 
+        # Critics: each Q^j_tot = sum_i w_i Q^j_i + b (OMIGA Eq. 1, one mixer) regressed on y.
         data_input = torch.cat([batch.obs, batch.actions], dim=-1)
         weights, bias = self.mixer.parts(batch.state)
         q1_tot = (weights * self.q1_net(data_input).squeeze(-1)).sum(-1) + bias
         q2_tot = (weights * self.q2_net(data_input).squeeze(-1)).sum(-1) + bias
         q_loss = F.mse_loss(q1_tot, td_target) + F.mse_loss(q2_tot, td_target)
 
-        # Perturbation network: max Q^1_tot(s, a + xi(o, a)), a decoded by the VAE (BCQ Algorithm 1, line 12).
-        decoded = self.vae.decode(batch.obs).detach()
-        perturbed = self._perturb(self.perturbation, batch.obs, decoded)
-        q1_perturbed = self.q1_net(torch.cat([batch.obs, perturbed], dim=-1)).squeeze(-1)
-        actor_loss = -(weights.detach() * q1_perturbed).sum(-1).mean()
-        actor_grads = torch.autograd.grad(actor_loss, self._perturbation_params)
-
-        self.optimizer.zero_grad(set_to_none=True)
-        (q_loss + generative_loss).backward()
-        for param, grad in zip(self._perturbation_params, actor_grads, strict=True):
-            param.grad = grad
-        self.optimizer.step()
-        self._update_targets()
-        return {
-            "q_loss": q_loss.detach(),
-            "generative_loss": generative_loss.detach(),
-            "actor_loss": actor_loss.detach(),
-            "q_tot": q1_tot.detach().mean(),
-        }
-
-    def _update_targets(self) -> None:
+        # Perturbation network: max Q^1_tot(s, a + xi(o, a)), a decoded by the VAE (BCQ Algorithm 1,
+        # line 12), on the critics before this step's update (their parameters frozen, w detached).
         with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._online_params, self.config.tau)
+            decoded = self.vae.decode(batch.obs)
+        perturbed = self._perturb(self.perturbation, batch.obs, decoded)
+        with parameters_frozen(self.q1_net):
+            q1_perturbed = self.q1_net(torch.cat([batch.obs, perturbed], dim=-1)).squeeze(-1)
+        actor_loss = -(weights.detach() * q1_perturbed).sum(-1).mean()
+        return {"generative_loss": generative_loss, "q_loss": q_loss, "actor_loss": actor_loss, "q_tot": q1_tot}
 
-    def _allowed(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-        generative_probs = masked_log_probs(self.generative.net(obs), avail).exp()
-        return allowed_actions(generative_probs, avail, self.config.threshold)
+    def _allowed(self, generative_logits: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        """The constraint's allowed actions given G_i's logits (none for an agent without available actions)."""
+        some = None if avail is None else avail.bool() | ~avail.bool().any(dim=-1, keepdim=True)
+        probs = masked_logits(generative_logits, some).softmax(dim=-1)
+        return allowed_actions(probs, avail, self.config.threshold)
 
     def _greedy_discrete(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-        allowed = self._allowed(obs, avail)
-        return self.q_net(obs).masked_fill(~allowed, -math.inf).argmax(-1)
+        obs_input = with_agent_ids(self._eye, obs)
+        allowed = self._allowed(flat_mlp(self.generative.net, obs_input), avail)
+        return flat_mlp(self.q_net, obs_input).masked_fill(~allowed, -math.inf).argmax(-1)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:

@@ -37,33 +37,37 @@ import torch
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.divergences import DivergenceName, get_divergence
-from marlbench.nets import AgentMLP, DecentralisedPolicy, make_mixer
-from marlbench.nets.hotpath import GroupedGradClip, flat_mlp, policy_log_prob, with_agent_ids
+from marlbench.nets import AgentMLP, make_mixer, policy_for_spec
+from marlbench.nets.hotpath import flat_mlp, with_agent_ids
 from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
+from marlbench.step import ParamGroup, TargetNet
 
 
 @dataclass
 class ComaDICEConfig(AlgorithmConfig):
     """Defaults of Table 5 (Appendix B.2.1)."""
 
-    batch_size: int = 128
-    learning_rate: float = 1e-4
-    gamma: float = 0.99
-    tau: float = 0.005
-    alpha: float = 10.0
-    f_divergence: DivergenceName = "soft-chi2"
-    mixer: Literal["linear", "two-layer"] = "linear"
-    hidden: tuple[int, ...] = (256, 256)
-    mixer_hidden: int = 64
-    grad_clip: float = 1.0
+    batch_size: int = 128  # transitions per update
+    learning_rate: float = 1e-4  # Adam, every network
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target nu and mixer
+    alpha: float = 10.0  # weight of the f-divergence regulariser (Eq. 11)
+    f_divergence: DivergenceName = "soft-chi2"  # f of Eq. 11 (Appendix B.5)
+    mixer: Literal["linear", "two-layer"] = "linear"  # M_theta (section 4.2)
+    hidden: tuple[int, ...] = (256, 256)  # MLP widths of nu, q and pi
+    mixer_hidden: int = 64  # hypernetwork width of the linear mixer
+    grad_clip: float = 1.0  # gradient-norm clip, per parameter group (authors' code)
 
 
 @register
 class ComaDICE(Algorithm):
     name = "comadice"
+    display_name = "ComaDICE"
+    column_order = 10
     title = "ComaDICE (Bui et al. 2025): factorised stationary-distribution correction, local weighted BC"
     Config = ComaDICEConfig
+    loss_groups = {"q_loss": ("q",), "nu_loss": ("nu",), "policy_loss": ("policy",)}
 
     def __init__(self, spec: EnvSpec, config: ComaDICEConfig, device: torch.device):
         super().__init__(spec, config, device)
@@ -74,23 +78,24 @@ class ComaDICE(Algorithm):
         q_in, q_out = (spec.obs_dim, spec.n_actions) if spec.discrete else (spec.obs_dim + spec.action_dim, 1)
         self.q = AgentMLP(spec.n_agents, q_in, q_out, config.hidden).to(device)
         self.mixer = make_mixer(config.mixer, spec.n_agents, spec.state_dim, **mixer_size).to(device)
-        self.policy = DecentralisedPolicy(spec, config.hidden).to(device)
+        self.policy = policy_for_spec(spec, config.hidden).to(device)
         self.target_nu = frozen_copy(self.nu)
         self.target_mixer = frozen_copy(self.mixer)
-        self.groups = {
-            "q": list(self.q.parameters()),
-            "nu": list(self.nu.parameters()) + list(self.mixer.parameters()),
-            "policy": list(self.policy.parameters()),
-        }
-        # One fused Adam over the three groups (Adam is per-parameter: the same as three
-        # optimisers) and per-group gradient-norm clipping.
-        self.optimizer = torch.optim.Adam(
-            [{"params": params} for params in self.groups.values()], lr=config.learning_rate, fused=True
-        )
-        self._clip_grad_norms = GroupedGradClip(list(self.groups.values()), config.grad_clip)
         self._eye = torch.eye(spec.n_agents, device=device)
-        self._target_params = [p for m in (self.target_nu, self.target_mixer) for p in m.parameters()]
-        self._online_params = [p for m in (self.nu, self.mixer) for p in m.parameters()]
+
+    def param_groups(self) -> list[ParamGroup]:
+        lr, clip = self.config.learning_rate, self.config.grad_clip
+        return [
+            ParamGroup("q", [self.q], lr, clip),
+            ParamGroup("nu", [self.nu, self.mixer], lr, clip),
+            ParamGroup("policy", [self.policy], lr, clip),
+        ]
+
+    def targets(self) -> list[TargetNet]:
+        return [
+            TargetNet(self.nu, self.target_nu, self.config.tau),
+            TargetNet(self.mixer, self.target_mixer, self.config.tau),
+        ]
 
     def _local_q(self, batch: Batch) -> torch.Tensor:
         """q_i(o_i, a_i) of the dataset actions, ``[B, N]``."""
@@ -99,8 +104,8 @@ class ComaDICE(Algorithm):
             return out.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         return flat_mlp(self.q, with_agent_ids(self._eye, batch.obs, batch.actions)).squeeze(-1)
 
-    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """The three losses of one step (Eqs. 10, 11, 12) and the ratio weights w*."""
+    def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        """The three losses of one step (Eqs. 10, 11, 12) and the mean ratio weight w*."""
         config = self.config
         n_rows = batch.state.shape[0]
         # nu on the observations and on the initial observations in one pass; pi reads the first half.
@@ -128,27 +133,10 @@ class ComaDICE(Algorithm):
 
         # Prop. 4.1: w* = max(0, (f')^{-1}(A_tot / alpha)); Eq. 12: local weighted BC.
         ratio_weights = self.divergence.optimal_ratio(scaled_advantage.detach())
-        policy = self.policy.net
-        policy_out = flat_mlp(policy.net, obs_input[: n_rows * self.spec.n_agents])
-        log_prob = policy_log_prob(policy, policy_out, batch.actions, batch.avail)
+        policy_out = flat_mlp(self.policy.net, obs_input[: n_rows * self.spec.n_agents])
+        log_prob = self.policy.log_prob_of_output(policy_out, batch.actions, batch.avail)
         policy_loss = -(ratio_weights.unsqueeze(-1) * log_prob).mean()
         return {"q_loss": q_loss, "nu_loss": nu_loss, "policy_loss": policy_loss, "ratio_weights": ratio_weights}
-
-    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        losses = self.losses(batch)
-        # The three losses touch disjoint parameters: one backward, per-group clipping, one step.
-        self.optimizer.zero_grad(set_to_none=True)
-        (losses["q_loss"] + losses["nu_loss"] + losses["policy_loss"]).backward()
-        self._clip_grad_norms()
-        self.optimizer.step()
-        with torch.no_grad():  # Polyak averaging of the target nu and mixer
-            torch._foreach_lerp_(self._target_params, self._online_params, self.config.tau)
-        return {
-            "q_loss": losses["q_loss"].detach(),
-            "nu_loss": losses["nu_loss"].detach(),
-            "policy_loss": losses["policy_loss"].detach(),
-            "ratio_mean": losses["ratio_weights"].mean(),
-        }
 
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
         return self.policy.act(obs, avail, deterministic)

@@ -57,17 +57,16 @@ CQL-MA stays in distribution at (A, A) where BCQ-MA takes (B, B); all four 0 (A,
 uniform 20 (C, C); biased 5 (A, A), the conservative in-distribution answer (only InSPO
 finds (C, C) there).
 
-The losses touch disjoint parameters (the critics' TD and CQL terms; the actor's gradient
-taken with ``torch.autograd.grad`` so it does not reach the critics; the entropy coefficient),
-so one optimiser with three parameter groups takes one step; the actor sees the critics
-before this step's update (CQL's code updates the actor first, too).
+The losses touch disjoint parameters (the critics' TD and CQL terms; the actor's loss, which
+reads the critics with their parameters frozen; the entropy coefficient), so one optimiser
+step with three parameter groups trains them all; the actor sees the critics before this
+step's update (CQL's code updates the actor first, too).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -75,21 +74,23 @@ from torch import nn
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
-from marlbench.nets import AgentMLP, LinearMixer, TanhGaussianPolicy
-from marlbench.nets.targets import frozen_copy
+from marlbench.nets import AgentMLP, LinearMixer, TanhGaussianPolicy, masked_logits
+from marlbench.nets.hotpath import flat_mlp, with_agent_ids
+from marlbench.nets.targets import frozen_copy, parameters_frozen
 from marlbench.spec import EnvSpec
+from marlbench.step import ParamGroup, TargetNet
 
 
 @dataclass
 class CQLConfig(AlgorithmConfig):
-    batch_size: int = 128
+    batch_size: int = 128  # transitions per update (OMIGA Table 5)
     alpha: float = 1.0  # CQL trade-off factor (OMIGA Tables 5-6)
-    gamma: float = 0.99
-    tau: float = 0.005
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target critics and mixer
     q_learning_rate: float = 5e-4  # critics Q_i and the mixer w, b
     policy_learning_rate: float = 5e-4  # actor and entropy coefficient (continuous)
-    hidden: tuple[int, ...] = (256, 256)
-    mixer_hidden: int = 64
+    hidden: tuple[int, ...] = (256, 256)  # MLP widths of critics and actor
+    mixer_hidden: int = 64  # hypernetwork width of the mixer
     shared_parameters: bool = True  # one network per role with a one-hot agent id (our choice)
     n_action_samples: int = 10  # M uniform and M + M policy samples (CQL official code)
     target_entropy: float | None = None  # per agent; None: -action_dim (SAC)
@@ -98,8 +99,8 @@ class CQLConfig(AlgorithmConfig):
 
 def discrete_cql_gap(q_values: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
     """``logsumexp_{available a} Q_i(o_i, a) - Q_i(o_i, a_i)`` per agent: ``[B, N, nA]`` -> ``[B, N]``."""
-    masked = q_values if avail is None else q_values.masked_fill(~avail.bool(), -math.inf)
-    return torch.logsumexp(masked, dim=-1) - q_values.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    q_taken = q_values.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    return torch.logsumexp(masked_logits(q_values, avail), dim=-1) - q_taken
 
 
 def sampled_logsumexp(q_values: torch.Tensor, log_densities: torch.Tensor) -> torch.Tensor:
@@ -110,6 +111,8 @@ def sampled_logsumexp(q_values: torch.Tensor, log_densities: torch.Tensor) -> to
 @register
 class CQL(Algorithm):
     name = "cql"
+    display_name = "CQL"
+    column_order = 2
     title = "CQL-MA (multi-agent CQL of OMIGA App. C.2: CQL(H) on local Q_i, linear weighted decomposition)"
     Config = CQLConfig
 
@@ -121,37 +124,42 @@ class CQL(Algorithm):
         if spec.discrete:
             assert spec.n_actions is not None
             self.q_nets = nn.ModuleList([AgentMLP(n, spec.obs_dim, spec.n_actions, hidden, shared=shared)]).to(device)
-            groups = [list(self.q_nets.parameters()) + list(self.mixer.parameters())]
-            rates = [config.q_learning_rate]
         else:
             assert spec.action_dim is not None
             q_in = spec.obs_dim + spec.action_dim
             self.q_nets = nn.ModuleList([AgentMLP(n, q_in, 1, hidden, shared=shared) for _ in range(2)]).to(device)
             self.policy = TanhGaussianPolicy.for_spec(spec, hidden, shared=shared).to(device)
-            self.log_entropy_coef = torch.tensor(config.initial_log_entropy_coef, device=device, requires_grad=True)
+            self.log_entropy_coef = nn.Parameter(torch.tensor(config.initial_log_entropy_coef, device=device))
             per_agent = -float(spec.action_dim) if config.target_entropy is None else config.target_entropy
             self._target_entropy = n * per_agent  # the joint entropy is the sum of the agents'
             self._log_uniform_density = -spec.action_dim * math.log(spec.action_high - spec.action_low)
-            self._policy_params = list(self.policy.parameters())
-            groups = [
-                list(self.q_nets.parameters()) + list(self.mixer.parameters()),
-                self._policy_params,
-                [self.log_entropy_coef],
-            ]
-            rates = [config.q_learning_rate, config.policy_learning_rate, config.policy_learning_rate]
+            self._eye = torch.eye(n, device=device)
         self.q_targets = frozen_copy(self.q_nets)
-        self.optimizer = torch.optim.Adam(
-            [{"params": p, "lr": lr} for p, lr in zip(groups, rates, strict=True)], fused=True
-        )
-        self._online_params = list(self.q_nets.parameters()) + list(self.mixer.parameters())
-        self._target_params = list(self.q_targets.parameters()) + list(self.mixer_target.parameters())
 
-    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+    @property
+    def loss_groups(self) -> dict[str, tuple[str, ...]]:
         if self.spec.discrete:
-            return self._update_discrete(batch)
-        return self._update_continuous(batch)
+            return {"q_loss": ("q",)}
+        return {"q_loss": ("q",), "policy_loss": ("policy",), "entropy_loss": ("entropy",)}
 
-    def _update_discrete(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def param_groups(self) -> list[ParamGroup]:
+        cfg = self.config
+        groups = [ParamGroup("q", [self.q_nets, self.mixer], cfg.q_learning_rate)]
+        if not self.spec.discrete:
+            groups.append(ParamGroup("policy", [self.policy], cfg.policy_learning_rate))
+            groups.append(ParamGroup("entropy", [self.log_entropy_coef], cfg.policy_learning_rate))
+        return groups
+
+    def targets(self) -> list[TargetNet]:
+        tau = self.config.tau
+        return [TargetNet(self.q_nets, self.q_targets, tau), TargetNet(self.mixer, self.mixer_target, tau)]
+
+    def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        if self.spec.discrete:
+            return self._discrete_losses(batch)
+        return self._continuous_losses(batch)
+
+    def _discrete_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         with torch.no_grad():
             next_q = self.q_targets[0](batch.next_obs)
@@ -167,41 +175,26 @@ class CQL(Algorithm):
         q_tot = self.mixer(q_values.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1), batch.state)  # OMIGA Eq. 1
         td_loss = F.mse_loss(q_tot, td_target)
         cql_gap = discrete_cql_gap(q_values, batch.actions, batch.avail).sum(-1).mean()  # CQL(H), per agent
-        q_loss = td_loss + cfg.alpha * cql_gap
-        self.optimizer.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.optimizer.step()
-        self._update_targets()
-        return {"td_loss": td_loss.detach(), "cql_gap": cql_gap.detach(), "q_tot": q_tot.detach().mean()}
+        return {"q_loss": td_loss + cfg.alpha * cql_gap, "td_loss": td_loss, "cql_gap": cql_gap, "q_tot": q_tot}
 
     def _q_values(self, networks: nn.ModuleList, obs: torch.Tensor, actions: torch.Tensor) -> list[torch.Tensor]:
-        """Each critic's local Q_i(o_i, a_i), ``[..., N]``."""
-        q_input = torch.cat([obs, actions], dim=-1)
-        return [net(q_input).squeeze(-1) for net in networks]
+        """Each critic's local Q_i(o_i, a_i), ``[..., N]`` (one input with agent ids for all critics)."""
+        q_input = with_agent_ids(self._eye, obs, actions)
+        return [flat_mlp(net, q_input).view(obs.shape[:-1]) for net in networks]
 
-    def _update_continuous(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def _continuous_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         policy = self.policy
-        assert isinstance(policy, TanhGaussianPolicy)
         n_samples, n_rows = cfg.n_action_samples, batch.obs.shape[0]
         weights, bias = self.mixer.parts(batch.state)
-
-        # Actor (SAC with the mixed critics): max min_j Q^j_tot(s, a~) - beta sum_i log pi_i(a~_i | o_i).
-        new_actions, new_log_prob = policy.sample(batch.obs)
-        entropy_coef = self.log_entropy_coef.exp().detach()
-        q_new = torch.stack(self._q_values(self.q_nets, batch.obs, new_actions))  # [2, B, N]
-        q_tot_new = ((weights.detach() * q_new).sum(-1) + bias.detach()).amin(0)
-        policy_loss = (entropy_coef * new_log_prob.sum(-1) - q_tot_new).mean()
-        policy_grads = torch.autograd.grad(policy_loss, self._policy_params)
-        entropy_loss = -(self.log_entropy_coef * (new_log_prob.sum(-1).detach() + self._target_entropy)).mean()
 
         with torch.no_grad():
             # One policy pass on [o; o'] serves the TD target's a' and the CQL samples at o and o'.
             mean, log_std = policy(torch.cat([batch.obs, batch.next_obs]))
             samples = torch.randn(2 * n_rows, 1 + n_samples, *mean.shape[1:], device=mean.device)
             pre_tanh = mean.unsqueeze(1) + log_std.exp().unsqueeze(1) * samples  # [2B, 1 + M, N, A]
-            policy_actions = policy.loc + policy.scale * torch.tanh(pre_tanh)
-            policy_log_prob = policy._log_prob_pre_tanh(mean.unsqueeze(1), log_std.unsqueeze(1), pre_tanh)
+            policy_actions = policy.squash(pre_tanh)
+            policy_log_prob = policy.log_prob_pre_tanh(mean.unsqueeze(1), log_std.unsqueeze(1), pre_tanh)
 
             # TD target: min over the two target Q_tot at a' ~ pi(o') (no entropy term, CQL's code).
             next_actions = policy_actions[n_rows:, 0]
@@ -222,8 +215,8 @@ class CQL(Algorithm):
             )
             sampled_obs = batch.obs.unsqueeze(1).expand(-1, 3 * n_samples, -1, -1)
 
-        td_loss = new_actions.new_zeros(())
-        cql_gap = new_actions.new_zeros(())
+        # Critics, CQL(H): TD on each Q^j_tot plus alpha times the gap of every local Q^j_i.
+        td_loss = cql_gap = batch.obs.new_zeros(())
         q_data = self._q_values(self.q_nets, batch.obs, batch.actions)
         q_sampled = self._q_values(self.q_nets, sampled_obs, sampled_actions)
         for q_taken, q_at_samples in zip(q_data, q_sampled, strict=True):
@@ -231,49 +224,34 @@ class CQL(Algorithm):
             td_loss = td_loss + F.mse_loss(q_tot, td_target)
             # CQL(H) per agent: sampled logsumexp minus the data action's value, summed over agents.
             cql_gap = cql_gap + (sampled_logsumexp(q_at_samples, log_densities) - q_taken).sum(-1).mean()
-        q_loss = td_loss + cfg.alpha * cql_gap
 
-        self.optimizer.zero_grad(set_to_none=True)
-        (q_loss + entropy_loss).backward()
-        for param, grad in zip(self._policy_params, policy_grads, strict=True):
-            param.grad = grad
-        self.optimizer.step()
-        self._update_targets()
+        # Actor (SAC on the mixed critics as they are before this step, their parameters frozen):
+        # max min_j Q^j_tot(s, a~) - beta sum_i log pi_i(a~_i | o_i); then SAC's entropy coefficient.
+        new_actions, new_log_prob = policy.sample(batch.obs)
+        entropy_coef = self.log_entropy_coef.exp().detach()
+        with parameters_frozen(self.q_nets):
+            q_new = torch.stack(self._q_values(self.q_nets, batch.obs, new_actions))  # [2, B, N]
+        q_tot_new = ((weights.detach() * q_new).sum(-1) + bias.detach()).amin(0)
+        policy_loss = (entropy_coef * new_log_prob.sum(-1) - q_tot_new).mean()
+        entropy_loss = -(self.log_entropy_coef * (new_log_prob.sum(-1).detach() + self._target_entropy)).mean()
         return {
-            "td_loss": td_loss.detach(),
-            "cql_gap": cql_gap.detach(),
-            "policy_loss": policy_loss.detach(),
+            "q_loss": td_loss + cfg.alpha * cql_gap,
+            "policy_loss": policy_loss,
+            "entropy_loss": entropy_loss,
+            "td_loss": td_loss,
+            "cql_gap": cql_gap,
             "entropy_coef": entropy_coef,
-            "q_tot": q_tot_new.detach().mean(),
+            "q_tot": q_tot_new,
         }
 
-    def _update_targets(self) -> None:
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._online_params, self.config.tau)
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        if not self.spec.discrete:
-            state["log_entropy_coef"] = self.log_entropy_coef.detach().clone()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not self.spec.discrete:
-            with torch.no_grad():
-                self.log_entropy_coef.copy_(state["log_entropy_coef"])
-        super().load_state_dict(state)
-
     def _greedy_discrete(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-        q_values = self.q_nets[0](obs)
-        if avail is not None:
-            q_values = q_values.masked_fill(~avail.bool(), -math.inf)
-        return q_values.argmax(-1)
+        return masked_logits(self.q_nets[0](obs), avail).argmax(-1)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
         if self.spec.discrete:
             return self._greedy_discrete(obs, avail)
-        return self.policy.act(obs, deterministic)
+        return self.policy.act(obs, avail, deterministic)
 
     @torch.no_grad()
     def action_probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:

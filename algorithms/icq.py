@@ -63,25 +63,27 @@ import torch
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
-from marlbench.nets import AgentMLP, DecentralisedPolicy, LinearMixer
+from marlbench.nets import AgentMLP, LinearMixer, masked_logits, policy_for_spec
+from marlbench.nets.hotpath import flat_mlp, with_agent_ids
 from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
+from marlbench.step import ParamGroup, TargetNet
 
 
 @dataclass
 class ICQConfig(AlgorithmConfig):
-    batch_size: int = 128
+    batch_size: int = 128  # transitions per update (OMIGA Table 5)
     critic_alpha: float = 10.0  # Lagrangian coefficient of the critic target (OMIGA Tables 5-6)
     actor_alpha: float = 10.0  # Lagrangian coefficient of the policy weights (OMIGA Tables 5-6)
-    gamma: float = 0.99
-    tau: float = 0.005
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target Q and mixer
     q_learning_rate: float = 5e-4  # Q_i and the mixer
-    policy_learning_rate: float = 5e-4
+    policy_learning_rate: float = 5e-4  # pi_i
     behaviour_learning_rate: float = 5e-4  # our choice: the model that stands in for the data's next action
-    hidden: tuple[int, ...] = (256, 256)
-    mixer_hidden: int = 64
-    shared_parameters: bool = True
-    grad_clip: float = 1.0
+    hidden: tuple[int, ...] = (256, 256)  # MLP widths of Q_i, pi_i and mu-hat_i
+    mixer_hidden: int = 64  # hypernetwork width of the mixer
+    shared_parameters: bool = True  # one network per role for all agents (with agent ids)
+    grad_clip: float = 1.0  # gradient-norm clip, per parameter group (our choice)
     baseline_samples: int = 10  # continuous actions: policy samples for E_pi[Q_i] (our choice)
 
 
@@ -112,8 +114,11 @@ def icq_td_target(
 @register
 class ICQ(Algorithm):
     name = "icq"
+    display_name = "ICQ"
+    column_order = 3
     title = "ICQ (implicit constraint Q-learning, multi-agent, Yang et al. 2021)"
     Config = ICQConfig
+    loss_groups = {"behaviour_loss": ("behaviour",), "q_loss": ("q",), "policy_loss": ("policy",)}
 
     def __init__(self, spec: EnvSpec, config: ICQConfig, device: torch.device):
         super().__init__(spec, config, device)
@@ -122,116 +127,72 @@ class ICQ(Algorithm):
         q_outputs = spec.n_actions if spec.discrete else 1
         self.q_net = AgentMLP(n, q_inputs, q_outputs, hidden, shared=shared).to(device)
         self.mixer = LinearMixer(n, spec.state_dim, config.mixer_hidden).to(device)
-        self.policy = DecentralisedPolicy(spec, hidden, shared=shared).to(device)
-        self.behaviour = DecentralisedPolicy(spec, hidden, shared=shared).to(device)
+        self.policy = policy_for_spec(spec, hidden, shared=shared).to(device)
+        self.behaviour = policy_for_spec(spec, hidden, shared=shared).to(device)
         self.q_target = frozen_copy(self.q_net)
         self.mixer_target = frozen_copy(self.mixer)
-        self._groups = [
-            list(self.q_net.parameters()) + list(self.mixer.parameters()),
-            list(self.policy.parameters()),
-            list(self.behaviour.parameters()),
+        self._eye = torch.eye(spec.n_agents, device=device)
+
+    def param_groups(self) -> list[ParamGroup]:
+        cfg = self.config
+        return [
+            ParamGroup("q", [self.q_net, self.mixer], cfg.q_learning_rate, cfg.grad_clip),
+            ParamGroup("policy", [self.policy], cfg.policy_learning_rate, cfg.grad_clip),
+            ParamGroup("behaviour", [self.behaviour], cfg.behaviour_learning_rate, cfg.grad_clip),
         ]
-        rates = (config.q_learning_rate, config.policy_learning_rate, config.behaviour_learning_rate)
-        self.optimizer = torch.optim.Adam(
-            [{"params": params, "lr": lr} for params, lr in zip(self._groups, rates, strict=True)], fused=True
-        )
-        self._online_params = list(self.q_net.parameters()) + list(self.mixer.parameters())
-        self._target_params = list(self.q_target.parameters()) + list(self.mixer_target.parameters())
 
-    # --- per-agent values and log-probabilities -------------------------------------------
+    def targets(self) -> list[TargetNet]:
+        tau = self.config.tau
+        return [TargetNet(self.q_net, self.q_target, tau), TargetNet(self.mixer, self.mixer_target, tau)]
 
-    def _q_values(self, net: AgentMLP, obs: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
-        """Discrete: all actions' Q_i ``[..., N, nA]``; continuous: Q_i(o_i, a_i) ``[..., N]``."""
+    def _q_taken(self, net: AgentMLP, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_i(o_i, a_i) ``[..., N]``; ``obs`` and ``actions`` share their leading dims."""
         if self.spec.discrete:
-            return net(obs)
+            return net(obs).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         return net(torch.cat([obs, actions], dim=-1)).squeeze(-1)
 
-    @staticmethod
-    def _masked_log_probs(policy: DecentralisedPolicy, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-        """Log-probabilities of a masked categorical policy, ``[B, N, nA]``, without host syncs."""
-        logits = policy.net.net(obs)
-        if avail is not None:
-            logits = logits.masked_fill(~avail, torch.finfo(logits.dtype).min)
-        return logits.log_softmax(dim=-1)
-
-    def _log_prob_taken(self, policy: DecentralisedPolicy, batch: Batch, avail: torch.Tensor | None) -> torch.Tensor:
-        """``log pi_i(a_i | o_i)`` of the dataset actions, ``[B, N]``."""
-        if self.spec.discrete:
-            log_probs = self._masked_log_probs(policy, batch.obs, avail)
-            return log_probs.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        return policy.net.log_prob(batch.obs, batch.actions)
-
-    @staticmethod
-    def _with_some_action(avail: torch.Tensor | None) -> torch.Tensor | None:
-        """Rows with no available action (terminal padding in some datasets) made all-available."""
-        if avail is None:
-            return None
-        return avail | ~avail.any(dim=-1, keepdim=True)
-
-    def _behaviour_sample(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-        """a' ~ mu-hat_i(. | o'_i): the stand-in for the dataset's next action."""
-        if self.spec.discrete:
-            log_probs = self._masked_log_probs(self.behaviour, obs, avail)
-            return torch.multinomial(log_probs.exp().flatten(0, -2), 1).view(log_probs.shape[:-1])
-        return self.behaviour.net.sample(obs)[0]
-
-    def _policy_baseline(
-        self, obs: torch.Tensor, avail: torch.Tensor | None, q_all: torch.Tensor | None
-    ) -> torch.Tensor:
-        """``E_{pi_i}[Q_i(o_i, .)]``, ``[B, N]``: exact (discrete) or a sample mean (continuous)."""
-        if self.spec.discrete:
-            probs = self._masked_log_probs(self.policy, obs, avail).exp()
-            return (probs * q_all).sum(-1)
-        repeated = obs.expand(self.config.baseline_samples, *obs.shape)
-        sampled, _ = self.policy.net.sample(repeated)
-        return self._q_values(self.q_net, repeated, sampled).mean(0)
-
-    # --- one update ----------------------------------------------------------------------
-
-    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        cfg = self.config
-        avail = None if batch.avail is None else batch.avail.bool()
-        next_avail = self._with_some_action(None if batch.next_avail is None else batch.next_avail.bool())
+    def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        cfg, discrete = self.config, self.spec.discrete
+        obs_input = with_agent_ids(self._eye, batch.obs)  # mu-hat_i, pi_i (and Q_i on discrete tasks)
 
         # Behaviour model mu-hat_i: maximum likelihood on the dataset's local actions.
-        behaviour_loss = -self._log_prob_taken(self.behaviour, batch, avail).mean()
+        behaviour_out = flat_mlp(self.behaviour.net, obs_input)
+        behaviour_loss = -self.behaviour.log_prob_of_output(behaviour_out, batch.actions, batch.avail).mean()
 
         with torch.no_grad():
             # ICQ operator: r + gamma rho(s', a') Q-bar_tot(s', a'), a' ~ mu, rho from the batch softmax.
-            next_actions = self._behaviour_sample(batch.next_obs, next_avail)
-            next_q = self._q_values(self.q_target, batch.next_obs, next_actions)
-            if self.spec.discrete:
-                next_q = next_q.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1)
-            next_q_tot = self.mixer_target(next_q, batch.next_state)
+            # An agent with no available action at o' (terminal padding) may take any.
+            next_avail = None if batch.next_avail is None else batch.next_avail.bool()
+            if next_avail is not None:
+                next_avail = next_avail | ~next_avail.any(dim=-1, keepdim=True)
+            next_actions, _ = self.behaviour.sample(batch.next_obs, next_avail)
+            next_q_tot = self.mixer_target(self._q_taken(self.q_target, batch.next_obs, next_actions), batch.next_state)
             td_target, rho = icq_td_target(batch.reward, batch.terminal, next_q_tot, cfg.gamma, cfg.critic_alpha)
 
         # Critic: Q_tot = sum_i w_i(s) Q_i + b(s) regressed on the ICQ target.
-        q_out = self._q_values(self.q_net, batch.obs, None if self.spec.discrete else batch.actions)
-        q_taken = q_out.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1) if self.spec.discrete else q_out
+        q_out = flat_mlp(self.q_net, obs_input if discrete else with_agent_ids(self._eye, batch.obs, batch.actions))
+        q_taken = q_out.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1) if discrete else q_out.squeeze(-1)
         q_tot = self.mixer(q_taken, batch.state)
         q_loss = (q_tot - td_target).square().mean()
 
-        # Actor: weights B softmax_batch(w_i A_i / alpha), per agent over the batch.
+        # Actor: weights B softmax_batch(w_i A_i / alpha), per agent over the batch, with
+        # A_i = Q_i(o_i, a_i) - E_{pi_i}[Q_i(o_i, .)], exact (discrete) or a sample mean (continuous).
+        policy_out = flat_mlp(self.policy.net, obs_input)
         with torch.no_grad():
-            baseline = self._policy_baseline(batch.obs, avail, q_out.detach() if self.spec.discrete else None)
-            advantage = q_taken.detach() - baseline
-            mixer_weights = self.mixer.weights(batch.state)
-            policy_weights = batch_softmax_weights(mixer_weights * advantage / cfg.actor_alpha)
-        policy_loss = -(policy_weights * self._log_prob_taken(self.policy, batch, avail)).mean()
-
-        # Disjoint parameters: one backward, clipping per network group, one Adam step.
-        self.optimizer.zero_grad(set_to_none=True)
-        (q_loss + policy_loss + behaviour_loss).backward()
-        for params in self._groups:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        self.optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
+            if discrete:
+                baseline = (masked_logits(policy_out, batch.avail).softmax(-1) * q_out).sum(-1)
+            else:
+                repeated = batch.obs.expand(cfg.baseline_samples, *batch.obs.shape)
+                baseline = self._q_taken(self.q_net, repeated, self.policy.sample(repeated)[0]).mean(0)
+            advantage = q_taken - baseline
+            policy_weights = batch_softmax_weights(self.mixer.weights(batch.state) * advantage / cfg.actor_alpha)
+        log_prob = self.policy.log_prob_of_output(policy_out, batch.actions, batch.avail)
+        policy_loss = -(policy_weights * log_prob).mean()
         return {
-            "q_loss": q_loss.detach(),
-            "policy_loss": policy_loss.detach(),
-            "behaviour_loss": behaviour_loss.detach(),
-            "q_tot": q_tot.detach().mean(),
+            "behaviour_loss": behaviour_loss,
+            "q_loss": q_loss,
+            "policy_loss": policy_loss,
+            "q_tot": q_tot,
             "critic_weight_max": rho.max(),
             "policy_weight_max": policy_weights.max(),
         }

@@ -84,32 +84,33 @@ import torch
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
-from marlbench.nets import AgentMLP
-from marlbench.nets.targets import frozen_copy
+from marlbench.nets import AgentMLP, CategoricalPolicy, masked_logits
+from marlbench.nets.targets import frozen_copy, parameters_frozen
 from marlbench.spec import EnvSpec
+from marlbench.step import ParamGroup, Phase, Stage, TargetNet
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @dataclass
 class OMARConfig(AlgorithmConfig):
-    batch_size: int = 128
-    gamma: float = 0.99
-    tau: float = 0.005
-    critic_learning_rate: float = 5e-4
-    policy_learning_rate: float = 5e-4
-    hidden: tuple[int, ...] = (256, 256)
-    shared_parameters: bool = False
-    grad_clip: float = 0.5  # reference code
-    cql_alpha: float = 1.0
+    batch_size: int = 128  # transitions per update (OMIGA Table 5)
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target critics and actor
+    critic_learning_rate: float = 5e-4  # Adam, both critics
+    policy_learning_rate: float = 5e-4  # Adam, the actor
+    hidden: tuple[int, ...] = (256, 256)  # MLP widths of critics and actor
+    shared_parameters: bool = False  # False: one network per agent (independent learners)
+    grad_clip: float = 0.5  # gradient-norm clip of the critics together and of the actor (reference code)
+    cql_alpha: float = 1.0  # weight of the CQL gap
     cql_samples: int = 10  # per proposal: uniform, policy at o, policy at o' (reference code)
-    cql_noise_std: float = 0.2  # reference code
+    cql_noise_std: float = 0.2  # std of the policy proposals' noise (reference code)
     rectification_coef: float = 0.9  # c; 0 turns the actor into TD3's (the search is skipped)
-    cem_iterations: int = 2
-    cem_samples: int = 20
-    cem_elites: int = 5
-    cem_initial_mean: float = 0.0
-    cem_initial_std: float = 2.0
+    cem_iterations: int = 2  # CEM refits per search
+    cem_samples: int = 20  # actions sampled per CEM iteration
+    cem_elites: int = 5  # best actions the refit uses
+    cem_initial_mean: float = 0.0  # mean of the first CEM Gaussian
+    cem_initial_std: float = 2.0  # std of the first CEM Gaussian
     exploration_std: float = 0.1  # act(deterministic=False) only (reference code)
 
 
@@ -146,6 +147,8 @@ def gaussian_log_density(noise: torch.Tensor, std: float) -> torch.Tensor:
 @register
 class OMAR(Algorithm):
     name = "omar"
+    display_name = "OMAR"
+    column_order = 4
     title = "OMAR (offline MARL with actor rectification, Pan et al. 2022)"
     Config = OMARConfig
     dataset_overrides = {
@@ -158,26 +161,37 @@ class OMAR(Algorithm):
     def __init__(self, spec: EnvSpec, config: OMARConfig, device: torch.device):
         super().__init__(spec, config, device)
         n, hidden, shared = spec.n_agents, config.hidden, config.shared_parameters
-        if spec.discrete:
-            critic_in, critic_out, policy_out = spec.obs_dim, spec.n_actions, spec.n_actions
-        else:
-            critic_in, critic_out, policy_out = spec.obs_dim + spec.action_dim, 1, spec.action_dim
+        critic_in, critic_out = (spec.obs_dim, spec.n_actions) if spec.discrete else (spec.obs_dim + spec.action_dim, 1)
         self.q1 = AgentMLP(n, critic_in, critic_out, hidden, shared=shared).to(device)
         self.q2 = AgentMLP(n, critic_in, critic_out, hidden, shared=shared).to(device)
-        self.policy = AgentMLP(n, spec.obs_dim, policy_out, hidden, shared=shared).to(device)
+        # A masked categorical policy (discrete), or TD3's deterministic tanh actor (continuous).
+        if spec.discrete:
+            self.policy = CategoricalPolicy(n, spec.obs_dim, spec.n_actions, hidden, shared=shared).to(device)
+        else:
+            self.policy = AgentMLP(n, spec.obs_dim, spec.action_dim, hidden, shared=shared).to(device)
         self.q1_target = frozen_copy(self.q1)
         self.q2_target = frozen_copy(self.q2)
         self.policy_target = frozen_copy(self.policy)
-        self._critic_params = list(self.q1.parameters()) + list(self.q2.parameters())
-        self.critic_optimizer = torch.optim.Adam(self._critic_params, lr=config.critic_learning_rate, fused=True)
-        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.policy_learning_rate, fused=True)
-        self._online_params = self._critic_params + list(self.policy.parameters())
-        self._target_params = (
-            list(self.q1_target.parameters())
-            + list(self.q2_target.parameters())
-            + list(self.policy_target.parameters())
-        )
         self._low, self._high = spec.action_low, spec.action_high
+
+    def param_groups(self) -> list[ParamGroup]:
+        cfg = self.config
+        return [
+            ParamGroup("critic", [self.q1, self.q2], cfg.critic_learning_rate, cfg.grad_clip),
+            ParamGroup("policy", [self.policy], cfg.policy_learning_rate, cfg.grad_clip),
+        ]
+
+    def targets(self) -> list[TargetNet]:
+        pairs = [(self.q1, self.q1_target), (self.q2, self.q2_target), (self.policy, self.policy_target)]
+        return [TargetNet(online, target, self.config.tau) for online, target in pairs]
+
+    def phases(self) -> list[Phase]:
+        # The critics take their step first; the actor is then trained on the critic just updated.
+        stages = (
+            Stage("critic", self.critic_losses, {"critic_loss": ("critic",)}),
+            Stage("actor", self.actor_losses, {"policy_loss": ("policy",)}),
+        )
+        return [Phase("update", 1, stages)]
 
     # --- networks ------------------------------------------------------------------------
 
@@ -191,15 +205,6 @@ class OMAR(Algorithm):
         """Continuous Q_i(o_i, a_i), ``[..., N]``; ``obs`` broadcasts over leading sample dims."""
         obs = obs.expand(*actions.shape[:-1], obs.shape[-1])
         return net(torch.cat([obs, actions], dim=-1)).squeeze(-1)
-
-    @staticmethod
-    def _masked(values: torch.Tensor, avail: torch.Tensor | None, fill: float) -> torch.Tensor:
-        return values if avail is None else values.masked_fill(~avail, fill)
-
-    def _log_policy(self, net: AgentMLP, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-        """Masked categorical log-probabilities ``[..., N, nA]`` (unavailable actions: probability 0)."""
-        logits = self._masked(net(obs), avail, torch.finfo(torch.float32).min)
-        return logits.log_softmax(dim=-1)
 
     # --- the CQL regulariser -----------------------------------------------------------
 
@@ -232,7 +237,7 @@ class OMAR(Algorithm):
         if self.spec.discrete:
             q_all = net(batch.obs)
             q_taken = q_all.gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-            return q_taken, self._masked(q_all, avail, -math.inf).logsumexp(dim=-1)
+            return q_taken, masked_logits(q_all, avail).logsumexp(dim=-1)
         samples, log_density = proposals
         q = self._q(net, batch.obs, torch.cat([batch.actions.unsqueeze(0), samples]))
         return q[0], self.sampled_logsumexp(q[1:], log_density)
@@ -241,7 +246,7 @@ class OMAR(Algorithm):
 
     def exact_best_actions(self, q_values: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
         """Discrete ``a-hat_i``: the argmax of Q_i^1 over the available actions, ``[B, N]``."""
-        return self._masked(q_values, avail, -math.inf).argmax(dim=-1)
+        return masked_logits(q_values, avail).argmax(dim=-1)
 
     def searched_best_actions(self, obs: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
         """Continuous ``a-hat_i``: the better under Q_i^1 of the policy's action and the CEM search's best."""
@@ -256,21 +261,19 @@ class OMAR(Algorithm):
         policy_q = self._q(self.q1, obs, policy_actions)
         return torch.where((searched_q > policy_q).unsqueeze(-1), searched, policy_actions)
 
-    # --- one update ----------------------------------------------------------------------
+    # --- the two stages of a step --------------------------------------------------------
 
-    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+    def critic_losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        """TD on the team reward plus the CQL gap, for both twins (same CQL proposals)."""
         cfg = self.config
-        discrete = self.spec.discrete
-        avail = None if batch.avail is None else batch.avail.bool()
-        next_avail = None if batch.next_avail is None else batch.next_avail.bool()
-        if next_avail is not None:  # terminal padding with no available action: any action will do
-            next_avail = next_avail | ~next_avail.any(dim=-1, keepdim=True)
-
         with torch.no_grad():
-            if discrete:
+            if self.spec.discrete:
+                # Terminal padding with no available action: any action will do.
+                next_avail = batch.next_avail
+                if next_avail is not None:
+                    next_avail = next_avail.bool() | ~next_avail.bool().any(dim=-1, keepdim=True)
                 next_q = torch.minimum(self.q1_target(batch.next_obs), self.q2_target(batch.next_obs))
-                next_probs = self._log_policy(self.policy_target, batch.next_obs, next_avail).exp()
-                next_value = (next_probs * next_q).sum(-1)
+                next_value = (self.policy_target.probs(batch.next_obs, next_avail) * next_q).sum(-1)
             else:
                 next_actions = self._deterministic_action(self.policy_target, batch.next_obs)
                 next_value = torch.minimum(
@@ -279,60 +282,40 @@ class OMAR(Algorithm):
                 )
             td_target = batch.reward.unsqueeze(-1) + cfg.gamma * (1.0 - batch.terminal).unsqueeze(-1) * next_value
 
-        # Critics: TD on the team reward plus the CQL gap, for both twins (same CQL proposals).
-        proposals = None if discrete else self.cql_proposals(batch)
+        proposals = None if self.spec.discrete else self.cql_proposals(batch)
         td_loss = cql_gap = torch.zeros((), device=batch.obs.device)
         for net in (self.q1, self.q2):
-            q_taken, logsumexp = self._critic_terms(net, batch, avail, proposals)
+            q_taken, logsumexp = self._critic_terms(net, batch, batch.avail, proposals)
             td_loss = td_loss + (q_taken - td_target).square().mean()
             cql_gap = cql_gap + (logsumexp - q_taken).mean()
-        critic_loss = td_loss + cfg.cql_alpha * cql_gap
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        torch.nn.utils.clip_grad_norm_(self._critic_params, cfg.grad_clip)
-        self.critic_optimizer.step()
+        return {"critic_loss": td_loss + cfg.cql_alpha * cql_gap, "td_loss": td_loss, "cql_gap": cql_gap}
 
-        # Actor, on the critic just updated: (1 - c) policy gradient on Q_i^1 + c regression toward a-hat_i.
-        rectify = cfg.rectification_coef > 0
+    def actor_losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        """(1 - c) policy gradient on Q_i^1 + c regression toward a-hat_i, on the critic just updated."""
+        cfg = self.config
         rectification = torch.zeros((), device=batch.obs.device)
-        if discrete:
-            log_probs = self._log_policy(self.policy, batch.obs, avail)
+        if self.spec.discrete:
+            log_probs = self.policy.logits(batch.obs, batch.avail).log_softmax(dim=-1)
             with torch.no_grad():
                 q_values = self.q1(batch.obs)
-            gradient_term = -(log_probs.exp() * self._masked(q_values, avail, 0.0)).sum(-1).mean()
-            if rectify:
-                best = self.exact_best_actions(q_values, avail)
+            gradient_term = -(log_probs.exp() * q_values).sum(-1).mean()
+            if cfg.rectification_coef > 0:
+                best = self.exact_best_actions(q_values, batch.avail)
                 rectification = -log_probs.gather(-1, best.unsqueeze(-1)).mean()
         else:
-            self.q1.requires_grad_(False)
             actions = self._deterministic_action(self.policy, batch.obs)
-            gradient_term = -self._q(self.q1, batch.obs, actions).mean()
-            if rectify:
+            with parameters_frozen(self.q1):
+                gradient_term = -self._q(self.q1, batch.obs, actions).mean()
+            if cfg.rectification_coef > 0:
                 with torch.no_grad():
                     best = self.searched_best_actions(batch.obs, actions.detach())
                 rectification = (actions - best).square().sum(-1).mean()
         policy_loss = (1.0 - cfg.rectification_coef) * gradient_term + cfg.rectification_coef * rectification
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        policy_loss.backward()
-        self.q1.requires_grad_(True)
-        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
-        self.policy_optimizer.step()
-
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
-        return {
-            "td_loss": td_loss.detach(),
-            "cql_gap": cql_gap.detach(),
-            "policy_loss": policy_loss.detach(),
-            "rectification": rectification.detach(),
-        }
+        return {"policy_loss": policy_loss, "rectification": rectification}
 
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
         if self.spec.discrete:
-            log_probs = self._log_policy(self.policy, obs, None if avail is None else avail.bool())
-            if deterministic:
-                return log_probs.argmax(dim=-1)
-            return torch.distributions.Categorical(logits=log_probs).sample()
+            return self.policy.act(obs, avail, deterministic)
         actions = self._deterministic_action(self.policy, obs)
         if deterministic:
             return actions
@@ -341,4 +324,4 @@ class OMAR(Algorithm):
     def action_probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
         if not self.spec.discrete:
             return super().action_probs(obs, avail)
-        return self._log_policy(self.policy, obs, None if avail is None else avail.bool()).exp()
+        return self.policy.probs(obs, avail)

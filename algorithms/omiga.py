@@ -54,12 +54,11 @@ Departures from the reference code (its bugs are not reproduced):
 - the reference is continuous-only; the discrete variant follows the same equations.
 
 Implementation: the three losses touch disjoint parameters (targets and weights are
-detached), so their sum is back-propagated once and one fused Adam with three parameter
-groups (one per learning rate) takes the step; that equals the reference's three optimisers
-with per-network clipping. The networks' layers are called functionally (each input with its
-agent ids built once and shared by Q and Q-bar, or V and pi), the target mixer runs once on
-[s; s'], the clipping of all three groups and the target updates are single foreach calls,
-and nothing reads a value back to the host.
+detached), so the core back-propagates their sum once and one fused Adam with three
+parameter groups (one per learning rate) takes the step; that equals the reference's three
+optimisers with per-network clipping. The networks' layers are called functionally (each
+input with its agent ids built once and shared by Q and Q-bar, or V and pi), the target
+mixer runs once on [s; s'], and nothing reads a value back to the host.
 
 On penalty XOR a linear decomposition fits Q_i(B) - Q_i(A) = +1 on {AA, AB, BA} and -1 on
 all four joint actions, and with alpha = 10 the policy stays close to the behaviour:
@@ -75,31 +74,34 @@ import torch
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
-from marlbench.nets import AgentMLP, CategoricalPolicy, LinearMixer, TanhGaussianPolicy
-from marlbench.nets.hotpath import GroupedGradClip, flat_mlp, policy_log_prob, with_agent_ids
+from marlbench.nets import AgentMLP, LinearMixer, policy_for_spec
+from marlbench.nets.hotpath import flat_mlp, with_agent_ids
 from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
+from marlbench.step import ParamGroup, TargetNet
 
 
 @dataclass
 class OMIGAConfig(AlgorithmConfig):
-    batch_size: int = 128
-    alpha: float = 10.0
-    gamma: float = 0.99
-    tau: float = 0.005
+    batch_size: int = 128  # transitions per update (Table 5)
+    alpha: float = 10.0  # regularisation strength of Eqs. 12 and 14
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of Q-bar, V-bar and the target mixer
     q_learning_rate: float = 5e-4  # Q_i and the mixer w, b (Eq. 13)
-    v_learning_rate: float = 5e-4
-    policy_learning_rate: float = 5e-4
-    hidden: tuple[int, ...] = (256, 256)
-    mixer_hidden: int = 64
-    shared_parameters: bool = True
-    grad_clip: float = 1.0
+    v_learning_rate: float = 5e-4  # V_i (Eq. 12)
+    policy_learning_rate: float = 5e-4  # pi_i (Eq. 14)
+    hidden: tuple[int, ...] = (256, 256)  # MLP widths of Q_i, V_i and pi_i
+    mixer_hidden: int = 64  # hypernetwork width of the mixer
+    shared_parameters: bool = True  # one network per role for all agents (with agent ids)
+    grad_clip: float = 1.0  # gradient-norm clip, per parameter group (reference code)
     weight_clip: float = 10.0  # |z| bound inside the policy weight exp(z) of Eq. 14
 
 
 @register
 class OMIGA(Algorithm):
     name = "omiga"
+    display_name = "OMIGA"
+    column_order = 5
     title = "OMIGA: Offline Multi-Agent RL with Implicit Global-to-Local Value Regularization (Wang et al., 2023)"
     Config = OMIGAConfig
     dataset_overrides = {
@@ -107,44 +109,39 @@ class OMIGA(Algorithm):
         "*/6h_vs_8z/poor": {"alpha": 2.0},
         "*/2c_vs_64zg/*": {"q_learning_rate": 1e-4, "v_learning_rate": 1e-4, "policy_learning_rate": 1e-4},
     }
+    loss_groups = {"q_loss": ("q",), "v_loss": ("v",), "policy_loss": ("policy",)}
 
     def __init__(self, spec: EnvSpec, config: OMIGAConfig, device: torch.device):
         super().__init__(spec, config, device)
         n, hidden, shared = spec.n_agents, config.hidden, config.shared_parameters
-        self.policy: CategoricalPolicy | TanhGaussianPolicy
-        if spec.discrete:
-            assert spec.n_actions is not None
-            self.q_net = AgentMLP(n, spec.obs_dim, spec.n_actions, hidden, shared=shared)
-            self.policy = CategoricalPolicy(n, spec.obs_dim, spec.n_actions, hidden, shared=shared)
-        else:
-            assert spec.action_dim is not None
-            self.q_net = AgentMLP(n, spec.obs_dim + spec.action_dim, 1, hidden, shared=shared)
-            self.policy = TanhGaussianPolicy.for_spec(spec, hidden, shared=shared)
-        self.v_net = AgentMLP(n, spec.obs_dim, 1, hidden, shared=shared)
-        self.mixer = LinearMixer(n, spec.state_dim, config.mixer_hidden)
-        for module in (self.q_net, self.policy, self.v_net, self.mixer):
-            module.to(device)
+        q_in, q_out = (spec.obs_dim, spec.n_actions) if spec.discrete else (spec.obs_dim + spec.action_dim, 1)
+        self.q_net = AgentMLP(n, q_in, q_out, hidden, shared=shared).to(device)
+        self.policy = policy_for_spec(spec, hidden, shared=shared).to(device)
+        self.v_net = AgentMLP(n, spec.obs_dim, 1, hidden, shared=shared).to(device)
+        self.mixer = LinearMixer(n, spec.state_dim, config.mixer_hidden).to(device)
         self.q_target = frozen_copy(self.q_net)
         self.v_target = frozen_copy(self.v_net)
         self.mixer_target = frozen_copy(self.mixer)
-
-        # One Adam (fused kernel) with a parameter group per learning rate of Table 5; Adam is
-        # per-parameter, so this equals the reference's three optimisers.
-        self._groups = [
-            list(self.q_net.parameters()) + list(self.mixer.parameters()),
-            list(self.v_net.parameters()),
-            list(self.policy.parameters()),
-        ]
-        rates = (config.q_learning_rate, config.v_learning_rate, config.policy_learning_rate)
-        self.optimizer = torch.optim.Adam(
-            [{"params": params, "lr": lr} for params, lr in zip(self._groups, rates, strict=True)], fused=True
-        )
-        self._clip_grad_norms = GroupedGradClip(self._groups, config.grad_clip)
         self._eye = torch.eye(spec.n_agents, device=device)
-        online = (self.q_net, self.v_net, self.mixer)
-        targets = (self.q_target, self.v_target, self.mixer_target)
-        self._online_params = [p for m in online for p in m.parameters()]
-        self._target_params = [p for m in targets for p in m.parameters()]
+
+    def param_groups(self) -> list[ParamGroup]:
+        # A group per learning rate of Table 5; Adam is per-parameter, so one fused Adam over
+        # them equals the reference's three optimisers.
+        cfg = self.config
+        return [
+            ParamGroup("q", [self.q_net, self.mixer], cfg.q_learning_rate, cfg.grad_clip),
+            ParamGroup("v", [self.v_net], cfg.v_learning_rate, cfg.grad_clip),
+            ParamGroup("policy", [self.policy], cfg.policy_learning_rate, cfg.grad_clip),
+        ]
+
+    def targets(self) -> list[TargetNet]:
+        # Polyak averaging of Q-bar, V-bar and the target mixer (Algorithm 1, line 9).
+        tau = self.config.tau
+        return [
+            TargetNet(self.q_net, self.q_target, tau),
+            TargetNet(self.v_net, self.v_target, tau),
+            TargetNet(self.mixer, self.mixer_target, tau),
+        ]
 
     def _q_taken(self, net: AgentMLP, q_input: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_i(o_i, a_i) of the dataset actions, ``[B, N]``."""
@@ -153,7 +150,7 @@ class OMIGA(Algorithm):
             return out.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         return out.squeeze(-1)
 
-    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+    def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         cfg = self.config
         obs_input = with_agent_ids(self._eye, batch.obs)  # V_i, pi_i (and Q_i on discrete tasks)
         q_input = obs_input if self.spec.discrete else with_agent_ids(self._eye, batch.obs, batch.actions)
@@ -183,32 +180,20 @@ class OMIGA(Algorithm):
 
         # Eq. 14: max_pi E[exp(z) log pi(a|o)], the weight detached and z clipped.
         weight = torch.exp(z.detach().clamp(-cfg.weight_clip, cfg.weight_clip))
-        log_prob = policy_log_prob(self.policy, flat_mlp(self.policy.net, obs_input), batch.actions, batch.avail)
+        log_prob = self.policy.log_prob_of_output(flat_mlp(self.policy.net, obs_input), batch.actions, batch.avail)
         policy_loss = -(weight * log_prob).mean()
 
-        # The three losses have disjoint parameters: one backward, per-group clipping, one step.
-        self.optimizer.zero_grad(set_to_none=True)
-        (q_loss + v_loss + policy_loss).backward()
-        self._clip_grad_norms()
-        self.optimizer.step()
-        # Polyak averaging of Q-bar, V-bar and the target mixer (Algorithm 1, line 9).
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
         return {
-            "q_loss": q_loss.detach(),
-            "v_loss": v_loss.detach(),
-            "policy_loss": policy_loss.detach(),
-            "q_tot": q_tot.detach().mean(),
-            "v": v.detach().mean(),
-            "policy_weight": weight.mean(),
+            "q_loss": q_loss,
+            "v_loss": v_loss,
+            "policy_loss": policy_loss,
+            "q_tot": q_tot,
+            "v": v,
+            "policy_weight": weight,
         }
 
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
-        if self.spec.discrete:
-            return self.policy.act(obs, avail, deterministic)
-        return self.policy.act(obs, deterministic)
+        return self.policy.act(obs, avail, deterministic)
 
     def action_probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-        if not self.spec.discrete:
-            return super().action_probs(obs, avail)
         return self.policy.probs(obs, avail)

@@ -94,10 +94,11 @@ Departures from the paper and SRPO, and why:
   ``a_{-i}`` the other actors' current actions).
 - ``act`` returns the deterministic actor's action whether or not ``deterministic`` is set.
 
-- Matrix suite (the 2-D bandit): networks 64 wide (critic, actor, denoiser with 2
-  blocks) so that ``make demo`` stays within its budget on two CPU cores (the full-size
-  denoiser took ~0.2 s per update there on our loaded machine); beta 1 (the paper gives none for the bandit; its
-  rewards lie in [-1, 1], two orders of magnitude below MaMuJoCo's values).
+- One-step games (``problem_overrides["one-step"]``: the matrix suite's 2-D bandit): networks
+  64 wide (critic, actor, denoiser with 2 blocks) so that ``make demo`` stays within its budget
+  on two CPU cores (the full-size denoiser took ~0.2 s per update there on our loaded machine);
+  beta 1 (the paper gives none for the bandit; its rewards lie in [-1, 1], two orders of
+  magnitude below MaMuJoCo's values).
 
 Bandit (OMSD Table 1; matrix suite, standard budget, 5 seeds, deterministic return): with
 beta 1, ``sequential`` 0.99 on every seed (published 1 +- 0); ``independent`` ends in a
@@ -138,6 +139,7 @@ from marlbench.errors import ConfigError
 from marlbench.nets import AgentLinear, AgentMLP
 from marlbench.nets.targets import frozen_copy
 from marlbench.spec import EnvSpec
+from marlbench.step import ParamGroup, Phase, Stage, TargetNet
 
 Decomposition = Literal["sequential", "independent", "factorized"]
 
@@ -145,7 +147,7 @@ Decomposition = Literal["sequential", "independent", "factorized"]
 @dataclass
 class OMSDConfig(AlgorithmConfig):
     batch_size: int = 256  # SRPO: critic and actor batches 256 (behaviour 2048; see the docstring)
-    decomposition: Decomposition = "sequential"
+    decomposition: Decomposition = "sequential"  # the score decomposition of §3.1-3.2 (see the docstring)
     beta: float = 0.05  # OMSD §5.3: best per HalfCheetah dataset in {0.01, 0.05, 0.1, 0.15}
     pretrain_steps: int | None = None  # stage 1 length; None: pretrain_fraction of the run
     pretrain_fraction: float = 2 / 3  # SRPO's split: 2/3 of the updates before the actors (see the docstring)
@@ -328,18 +330,23 @@ class _DeterministicActors(nn.Module):
 @register
 class OMSD(Algorithm):
     name = "omsd"
+    display_name = "OMSD"
+    column_order = 9
     title = "OMSD (sequential score decomposition, continuous actions only)"
     action_types = ("continuous",)
     Config = OMSDConfig
     # beta per HalfCheetah dataset (OMSD §5.3, read in the order of its ablation; medium-expert
-    # from SRPO). Matrix suite (the 2-D bandit): the bandit's rewards lie in [-1, 1], two orders of magnitude below
-    # MaMuJoCo's values, so beta (the weight of Q against the score) is larger: see the docstring.
+    # from SRPO). One-step games (the matrix suite's 2-D bandit): the bandit's rewards lie in
+    # [-1, 1], two orders of magnitude below MaMuJoCo's values, so beta (the weight of Q against
+    # the score) is larger, and the networks are smaller: see the docstring.
     dataset_overrides = {
         "mamujoco/halfcheetah/expert": {"beta": 0.01},
         "mamujoco/halfcheetah/medium": {"beta": 0.05},
         "mamujoco/halfcheetah/medium-replay": {"beta": 0.1},
         "mamujoco/halfcheetah/medium-expert": {"beta": 0.01},
-        "matrix/*": {
+    }
+    problem_overrides = {
+        "one-step": {
             "beta": 1.0,
             "diffusion_hidden": 64,
             "diffusion_blocks": 2,
@@ -377,18 +384,28 @@ class OMSD(Algorithm):
         )
         self.score = ScoreNetworks(spec, config).to(device)
         self.actors = _DeterministicActors(spec, config.actor_hidden).to(device)
-        # Fused Adam kernels (one per optimiser step instead of one per parameter).
-        critic_parameters = [*self.critic.parameters(), *self.value.parameters()]
-        self.critic_optimizer = torch.optim.Adam(critic_parameters, config.critic_lr, fused=True)
-        self.score_optimizer = torch.optim.AdamW(
-            self.score.parameters(), config.diffusion_lr, weight_decay=config.diffusion_weight_decay, fused=True
+        # SRPO trains the behaviour models with AdamW: decoupled weight decay on their group of the core's Adam.
+        score_group = [group.name for group in self.param_groups()].index("score")
+        self.step_core.optimizer.param_groups[score_group].update(
+            weight_decay=config.diffusion_weight_decay, decoupled_weight_decay=True
         )
-        self.actor_optimizer = torch.optim.Adam(self.actors.parameters(), config.actor_lr, fused=True)
-        self._online_params = list(self.critic.parameters())
-        self._target_params = list(self.critic_target.parameters())
 
-    def phase_starts(self) -> dict[str, int]:
-        return {"pretrain": 1, "policy": self.config.pretrain_steps + 1}
+    def param_groups(self) -> list[ParamGroup]:
+        cfg = self.config
+        return [
+            ParamGroup("critic", [self.critic, self.value], cfg.critic_lr),
+            ParamGroup("score", [self.score], cfg.diffusion_lr),
+            ParamGroup("actor", [self.actors], cfg.actor_lr),
+        ]
+
+    def targets(self) -> list[TargetNet]:
+        return [TargetNet(self.critic, self.critic_target, self.config.tau)]  # follows only while stage 1 trains
+
+    def phases(self) -> list[Phase]:
+        trains = {"v_loss": ("critic",), "q_loss": ("critic",), "behaviour_loss": ("score",)}
+        stage_1 = Stage("pretrain", self._pretrain_losses, trains)  # the critic and the behaviour models side by side
+        stage_2 = Stage("policy", self._policy_losses, {"actor_loss": ("actor",)})
+        return [Phase("pretrain", 1, (stage_1,)), Phase("policy", self.config.pretrain_steps + 1, (stage_2,))]
 
     # ------------------------------------------------------------------ helpers
     def _critic_input(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -406,13 +423,8 @@ class OMSD(Algorithm):
         noise = torch.randn_like(actions)
         return alpha[..., None] * actions + sigma[..., None] * noise, noise, sigma
 
-    # ------------------------------------------------------------------ updates
-    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        if step <= self.config.pretrain_steps:
-            return self._pretrain_update(batch)
-        return self._policy_update(batch)
-
-    def _pretrain_update(self, batch: Batch) -> dict[str, torch.Tensor]:
+    # ------------------------------------------------------------------ losses
+    def _pretrain_losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         """Stage 1 (Algorithm 1, lines 2-9): IQL for the critic, Eq. 2 for the behaviour models."""
         cfg = self.config
         actions = batch.actions
@@ -434,18 +446,9 @@ class OMSD(Algorithm):
         t = cfg.denoise_t_min + (1.0 - cfg.denoise_t_min) * torch.rand(actions.shape[:-1], device=actions.device)
         noisy, noise, _ = self._diffuse(actions, t)
         behaviour_loss = denoising_loss(self.score(noisy, t, batch.state, self.score.prefix(actions)), noise)
+        return {"v_loss": v_loss, "q_loss": q_loss, "behaviour_loss": behaviour_loss}
 
-        # Disjoint parameters: one backward pass, then each optimiser's step.
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        self.score_optimizer.zero_grad(set_to_none=True)
-        (v_loss + q_loss + behaviour_loss).backward()
-        self.critic_optimizer.step()
-        self.score_optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
-        return {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(), "behaviour_loss": behaviour_loss.detach()}
-
-    def _policy_update(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def _policy_losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         """Stage 2 (Algorithm 1, lines 10-13): Eq. 13 through the surrogate of Proposition 4."""
         cfg = self.config
         actions = self.actors(batch.obs)
@@ -457,11 +460,7 @@ class OMSD(Algorithm):
         # Q-term: mean of the frozen twin target heads; gradients reach each actor through its own a_i.
         q = self.critic_target(self._critic_input(batch.state, actions)).mean(0).sum(-1).mean()
         regulariser = score_surrogate(actions, predicted_noise, noise, sigma)
-        loss = -q + regulariser / cfg.beta
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.actor_optimizer.step()
-        return {"actor_loss": loss.detach(), "q_policy": q.detach(), "score_term": regulariser.detach()}
+        return {"actor_loss": -q + regulariser / cfg.beta, "q_policy": q, "score_term": regulariser}
 
     # ------------------------------------------------------------------ acting and diagnostics
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:

@@ -25,38 +25,42 @@ import torch
 from marlbench.algorithm import Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Batch
 from marlbench.divergences import DivergenceName, get_divergence
-from marlbench.nets import DecentralisedPolicy, mlp
+from marlbench.nets import mlp, policy_for_spec
 from marlbench.spec import EnvSpec
+from marlbench.step import ParamGroup
 
 
 @dataclass
 class OptDICEConfig(AlgorithmConfig):
-    batch_size: int = 128
-    learning_rate: float = 1e-4
-    gamma: float = 0.99
-    alpha: float = 10.0
-    f_divergence: DivergenceName = "soft-chi2"
-    hidden: tuple[int, ...] = (256, 256)
-    grad_clip: float = 1.0
+    batch_size: int = 128  # transitions per update
+    learning_rate: float = 1e-4  # Adam, nu and pi
+    gamma: float = 0.99  # discount
+    alpha: float = 10.0  # weight of the f-divergence regulariser
+    f_divergence: DivergenceName = "soft-chi2"  # f of the dual (ComaDICE's choices)
+    hidden: tuple[int, ...] = (256, 256)  # MLP widths of nu and pi
+    grad_clip: float = 1.0  # gradient-norm clip, per parameter group
 
 
 @register
 class OptDICE(Algorithm):
     name = "optdice"
+    display_name = "OptDICE"
+    column_order = 6
     title = "OptDICE (naive multi-agent OptiDICE, ComaDICE paper 6.2): one global nu(s), one global ratio"
     Config = OptDICEConfig
+    loss_groups = {"nu_loss": ("nu",), "policy_loss": ("policy",)}
 
     def __init__(self, spec: EnvSpec, config: OptDICEConfig, device: torch.device):
         super().__init__(spec, config, device)
         self.divergence = get_divergence(config.f_divergence)
         self.nu = mlp(spec.state_dim, 1, config.hidden).to(device)
-        self.policy = DecentralisedPolicy(spec, config.hidden).to(device)
-        self.groups = {"nu": list(self.nu.parameters()), "policy": list(self.policy.parameters())}
-        self.optimizer = torch.optim.Adam(
-            [{"params": params} for params in self.groups.values()], lr=config.learning_rate, fused=True
-        )
+        self.policy = policy_for_spec(spec, config.hidden).to(device)
 
-    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+    def param_groups(self) -> list[ParamGroup]:
+        lr, clip = self.config.learning_rate, self.config.grad_clip
+        return [ParamGroup("nu", [self.nu], lr, clip), ParamGroup("policy", [self.policy], lr, clip)]
+
+    def losses(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         config = self.config
         nu = self.nu(batch.state).squeeze(-1)
         next_nu = self.nu(batch.next_state).squeeze(-1)
@@ -70,13 +74,7 @@ class OptDICE(Algorithm):
         ratio_weights = self.divergence.optimal_ratio(scaled_advantage.detach())
         log_prob = self.policy.log_prob(batch.obs, batch.avail, batch.actions)
         policy_loss = -(ratio_weights.unsqueeze(-1) * log_prob).mean()
-
-        self.optimizer.zero_grad()
-        (nu_loss + policy_loss).backward()
-        for params in self.groups.values():
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        self.optimizer.step()
-        return {"nu_loss": nu_loss.detach(), "policy_loss": policy_loss.detach(), "ratio_mean": ratio_weights.mean()}
+        return {"nu_loss": nu_loss, "policy_loss": policy_loss, "ratio_weights": ratio_weights}
 
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
         return self.policy.act(obs, avail, deterministic)

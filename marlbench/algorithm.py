@@ -6,7 +6,8 @@ the group ``marlbench.algorithms`` (an entry point may name a module or a class)
 user's own package adds an algorithm without editing marlbench.
 
 Configuration of one run is resolved in this order: the dataclass defaults, the
-algorithm's per-dataset table (``dataset_overrides``, glob patterns over
+algorithm's settings for the kinds of problem the task's suite declares (``problem_overrides``:
+its action space, a one-step game), the per-dataset table (``dataset_overrides``, glob patterns over
 ``suite/task/quality``), a YAML file, then ``--set key=value`` pairs. Last, the trainer
 tells the algorithm the run's total steps (:meth:`Algorithm.resolve_schedule`): phase
 lengths and schedules given as fractions of the run become absolute step counts, which
@@ -35,6 +36,7 @@ import yaml
 from marlbench.data.sampler import Batch
 from marlbench.errors import ConfigError, UnknownNameError
 from marlbench.spec import ActionType, EnvSpec
+from marlbench.step import ParamGroup, Phase, Stage, StepCore, TargetNet
 
 ALGORITHMS_PACKAGE = "algorithms"
 ENTRY_POINT_GROUP = "marlbench.algorithms"
@@ -50,27 +52,65 @@ class AlgorithmConfig:
 class Algorithm(abc.ABC):
     """One offline MARL method: decentralised actors, optionally centralised training.
 
-    ``update`` takes one gradient step and returns scalar losses for logging (a
-    non-finite value stops the run as diverged). ``act`` sees only each agent's own
-    observation (its id is added by the networks). Multi-phase methods switch phases
-    from ``step`` inside ``update``.
+    An algorithm declares its parameter groups (:meth:`param_groups`), its target networks
+    (:meth:`targets`) and its losses, and the core (:class:`marlbench.step.StepCore`) takes
+    the step: ``losses(batch, step)`` returns the paper's losses in equation order (and any
+    value worth logging), and ``loss_groups`` names the groups each loss trains. Methods
+    with several optimisation passes per step or with phases (pretraining, then the main
+    loop) override :meth:`phases`. A method that truly needs its own step overrides
+    :meth:`update`. ``act`` sees only each agent's own observation (its id is added by the
+    networks).
     """
 
     name: ClassVar[str]
     title: ClassVar[str]
+    display_name: ClassVar[str]
+    """The column heading in tables (the name the papers use)."""
+    column_order: ClassVar[int] = 1000
+    """Tables order algorithms by this, then by name (the ComaDICE paper's order for ours)."""
     action_types: ClassVar[tuple[ActionType, ...]] = ("discrete", "continuous")
     Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
+    problem_overrides: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    """Settings by kind of problem (see :func:`problem_kinds`): ``{"one-step": {...}}``."""
     dataset_overrides: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    """Settings by dataset, glob patterns over ``suite/task/quality`` (the papers' tables)."""
+    loss_groups: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """Loss name -> the parameter groups it trains, for the default single-stage step."""
 
     def __init__(self, spec: EnvSpec, config: AlgorithmConfig, device: torch.device):
         self.spec = spec
         self.config = config
         self.device = device
 
-    @abc.abstractmethod
+    def param_groups(self) -> list[ParamGroup]:
+        """The parameters the core optimises, in named groups with their learning rates."""
+        raise NotImplementedError(f"{self.name} declares no parameter groups")
+
+    def targets(self) -> list[TargetNet]:
+        """Target networks and their Polyak rates (none unless overridden)."""
+        return []
+
+    def losses(self, batch: Batch, step: int) -> Mapping[str, torch.Tensor]:
+        """The losses of one step by name (``loss_groups`` says which groups each trains),
+        plus any other value to log (a non-finite logged value stops the run as diverged)."""
+        raise NotImplementedError(f"{self.name} defines no losses")
+
+    def phases(self) -> list[Phase]:
+        """The training phases; by default one phase of one stage over :meth:`losses`."""
+        return [Phase("update", 1, (Stage("update", self.losses, self.loss_groups),))]
+
+    @property
+    def step_core(self) -> StepCore:
+        """The optimiser and step machinery, built on first use from the declarations."""
+        core = self.__dict__.get("_step_core")
+        if core is None:
+            core = self.__dict__["_step_core"] = StepCore(self.name, self.param_groups(), self.targets(), self.phases())
+        return core
+
     def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor | float]:
-        """One training step on a minibatch; returns losses to log as detached 0-d
-        tensors (no host sync on the hot path) or floats."""
+        """One training step on a minibatch; returns the logged values as detached 0-d
+        tensors (no host sync on the hot path)."""
+        return self.step_core.step(batch, step)
 
     @abc.abstractmethod
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool = True) -> torch.Tensor:
@@ -88,23 +128,36 @@ class Algorithm(abc.ABC):
         return config
 
     def phase_starts(self) -> dict[str, int]:
-        """First step of each training phase, by name (one phase unless overridden)."""
-        return {"update": 1}
+        """First step of each training phase, by name."""
+        return {phase.name: phase.start for phase in self.phases()}
 
-    def _stateful_attributes(self) -> dict[str, torch.nn.Module | torch.optim.Optimizer]:
-        return {
+    def _stateful_attributes(self) -> dict[str, torch.nn.Module | torch.optim.Optimizer | torch.nn.Parameter]:
+        state: dict[str, Any] = {
             key: value
             for key, value in vars(self).items()
-            if isinstance(value, (torch.nn.Module, torch.optim.Optimizer))
+            if isinstance(value, (torch.nn.Module, torch.optim.Optimizer, torch.nn.Parameter))
         }
+        if self._declares_step():
+            state["optimizer"] = self.step_core.optimizer
+        return state
+
+    def _declares_step(self) -> bool:
+        return type(self).update is Algorithm.update
 
     def state_dict(self) -> dict[str, Any]:
-        """Every network and optimiser held as an attribute; override for other state."""
-        return {key: value.state_dict() for key, value in self._stateful_attributes().items()}
+        """Every network, learnable parameter and optimiser held as an attribute."""
+        return {
+            key: value.detach().clone() if isinstance(value, torch.nn.Parameter) else value.state_dict()
+            for key, value in self._stateful_attributes().items()
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for key, value in self._stateful_attributes().items():
-            value.load_state_dict(state[key])
+            if isinstance(value, torch.nn.Parameter):
+                with torch.no_grad():
+                    value.copy_(state[key])
+            else:
+                value.load_state_dict(state[key])
 
 
 _ALGORITHMS: dict[str, type[Algorithm]] = {}
@@ -115,6 +168,8 @@ def register(cls: type[Algorithm]) -> type[Algorithm]:
     """Class decorator that makes an algorithm available by its ``name``."""
     if not dataclasses.is_dataclass(cls.Config) or not issubclass(cls.Config, AlgorithmConfig):
         raise TypeError(f"{cls.__name__}.Config must be a dataclass derived from AlgorithmConfig")
+    if "display_name" not in vars(cls):
+        cls.display_name = cls.name
     existing = _ALGORITHMS.get(cls.name)
     if existing is not None and existing.__qualname__ != cls.__qualname__:
         raise ValueError(f"algorithm name '{cls.name}' is taken by {existing.__module__}.{existing.__qualname__}")
@@ -227,6 +282,12 @@ def load_yaml_overrides(path: Path) -> dict[str, Any]:
     return data
 
 
+def problem_kinds(spec: EnvSpec) -> tuple[str, ...]:
+    """The kinds of problem a task is, as declared by its suite: its action space
+    (``discrete`` / ``continuous``) and ``one-step`` for a one-step game (episode limit 1)."""
+    return (spec.action_type,) + (("one-step",) if spec.episode_limit == 1 else ())
+
+
 def resolve_config(
     algorithm: type[Algorithm],
     suite: str,
@@ -234,10 +295,15 @@ def resolve_config(
     quality: str,
     user_overrides: Mapping[str, Any] | None = None,
     total_steps: int | None = None,
+    spec: EnvSpec | None = None,
 ) -> AlgorithmConfig:
-    """Defaults, then the per-dataset table, then the user's overrides (YAML and ``--set``),
-    then, given the run's ``total_steps``, the run-relative schedule made absolute."""
+    """Defaults, then the settings for the task's kinds of problem (given its ``spec``), then
+    the per-dataset table, then the user's overrides (YAML and ``--set``), then, given the
+    run's ``total_steps``, the run-relative schedule made absolute."""
     config = algorithm.Config()
+    for kind in problem_kinds(spec) if spec is not None else ():
+        if kind in algorithm.problem_overrides:
+            config = apply_overrides(config, algorithm.problem_overrides[kind], f"{algorithm.name} {kind} settings")
     instance = f"{suite}/{task}/{quality}"
     for pattern, values in algorithm.dataset_overrides.items():
         if fnmatch.fnmatchcase(instance, pattern):

@@ -1,7 +1,9 @@
 """Benchmark files (``benchmarks/*.yaml``): instances, algorithms, variants, seeds, profile,
 metrics, and the published tables they mirror.
 
-A table's columns are algorithm x variant pairs. A variant is a labelled set of config
+A table's columns are algorithm x variant pairs. ``algorithms: all`` names every algorithm
+registered where the grid is planned, ordered by their ``column_order`` (adding an algorithm edits
+no benchmark file); a list names some, in its own order. A variant is a labelled set of config
 overrides (the ablations: ``alpha: 0.1`` …); its run directory name is
 :func:`variant_name` of the overrides, the same name ``marlbench run --set`` gives, so
 ablation runs and hand-started runs with the same overrides share results.
@@ -18,15 +20,14 @@ from typing import Any
 import yaml
 
 from marlbench.errors import ConfigError
-from marlbench.report.tables import METRIC_DESCRIPTIONS
+from marlbench.metrics import METRIC_DESCRIPTIONS
 
 Instance = tuple[str, str, str]
 REQUIRED_KEYS = ("name", "profile", "metric", "algorithms", "seeds", "instances")
 OPTIONAL_KEYS = ("title", "mirrors", "extra_metrics", "variants", "published")
-
-# Every algorithm of the mission, in the column order of the ComaDICE paper's tables
-# followed by the other papers' methods; a benchmark file may name any subset.
-ALL_ALGORITHMS = ("bc", "bcq", "cql", "icq", "omar", "omiga", "optdice", "alberdice", "inspo", "omsd", "comadice")
+EVERY_ALGORITHM = ("all", "registered")
+"""``algorithms: all`` (``registered`` is the older spelling): every algorithm registered where the
+grid is planned, in the order of their ``column_order``, then name."""
 
 
 def variant_name(user_overrides: Mapping[str, Any]) -> str:
@@ -67,7 +68,7 @@ class Benchmark:
     profile: str
     metric: str
     algorithms: tuple[str, ...] | None
-    """Algorithm names, or None for every registered algorithm."""
+    """Algorithm names (columns in this order), or None for every registered algorithm (``all``)."""
     seeds: tuple[int, ...]
     instances: tuple[Instance, ...]
     path: Path
@@ -110,8 +111,11 @@ class Benchmark:
                 raise ConfigError(f"{path}: field 'instances': expected suite/task/quality, found {entry!r}")
             instances.append((parts[0], parts[1], parts[2]))
         algorithms = data["algorithms"]
-        if algorithms != "registered" and not isinstance(algorithms, list):
-            raise ConfigError(f"{path}: field 'algorithms': expected a list or 'registered', found {algorithms!r}")
+        if algorithms not in EVERY_ALGORITHM and not (
+            isinstance(algorithms, list) and algorithms and all(isinstance(a, str) for a in algorithms)
+        ):
+            expected = "'all' or a non-empty list of algorithm names"
+            raise ConfigError(f"{path}: field 'algorithms': expected {expected}, found {algorithms!r}")
         seeds = data["seeds"]
         if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
             raise ConfigError(f"{path}: field 'seeds': expected a list of integers, found {seeds!r}")
@@ -121,7 +125,7 @@ class Benchmark:
             mirrors=str(data.get("mirrors", "")),
             profile=str(data["profile"]),
             metric=str(data["metric"]),
-            algorithms=None if algorithms == "registered" else tuple(str(a) for a in algorithms),
+            algorithms=None if algorithms in EVERY_ALGORITHM else tuple(algorithms),
             seeds=tuple(seeds),
             instances=tuple(instances),
             path=path,

@@ -30,7 +30,7 @@ def _cmd_algos(args: argparse.Namespace) -> int:
 
 
 def _cmd_suites(args: argparse.Namespace) -> int:
-    from marlbench.envs.registry import all_suites
+    from marlbench.suites import all_suites
 
     for name, suite in all_suites().items():
         reason = suite.unavailable_reason()
@@ -47,25 +47,25 @@ def _cmd_suites(args: argparse.Namespace) -> int:
 
 
 def _resolve_dataset_path(args: argparse.Namespace) -> Path:
-    from marlbench.data.paths import dataset_root
+    from marlbench.workspace import Workspace
 
     if args.path is not None:
         return Path(args.path)
     if not (args.suite and args.task and args.quality):
         raise ConfigError("give a dataset directory, or --suite, --task and --quality")
-    return dataset_root(args.suite, args.task, args.quality, args.data)
+    return Workspace.resolve(data=args.data).dataset_root(args.suite, args.task, args.quality)
 
 
 def _cmd_data_generate(args: argparse.Namespace) -> int:
     from marlbench.data.card import card, format_card
-    from marlbench.data.paths import dataset_root
-    from marlbench.envs.registry import get_suite
+    from marlbench.suites import get_suite
+    from marlbench.workspace import Workspace
 
     suite = get_suite(args.suite)
     suite.check_quality(args.task, args.quality)
     if not suite.can_generate(args.task, args.quality):
         raise ConfigError(f"suite {args.suite} cannot generate {args.task}/{args.quality}")
-    root = dataset_root(args.suite, args.task, args.quality, args.data)
+    root = Workspace.resolve(data=args.data).dataset_root(args.suite, args.task, args.quality)
     if (root / "meta.json").exists() and not args.overwrite:
         raise ConfigError(f"{root} already holds a dataset; pass --overwrite to replace it")
     dataset = suite.generate(
@@ -84,11 +84,11 @@ def _cmd_data_generate(args: argparse.Namespace) -> int:
 def _cmd_data_import(args: argparse.Namespace) -> int:
     from marlbench.data.card import card, format_card
     from marlbench.data.importers import import_dataset
-    from marlbench.data.paths import dataset_root
-    from marlbench.envs.registry import get_suite
+    from marlbench.suites import get_suite
+    from marlbench.workspace import Workspace
 
     get_suite(args.suite).check_quality(args.task, args.quality)
-    root = dataset_root(args.suite, args.task, args.quality, args.data)
+    root = Workspace.resolve(data=args.data).dataset_root(args.suite, args.task, args.quality)
     dataset = import_dataset(
         args.format,
         args.path,
@@ -106,15 +106,15 @@ def _cmd_data_import(args: argparse.Namespace) -> int:
 def _cmd_data_download(args: argparse.Namespace) -> int:
     from marlbench.data.card import card, format_card
     from marlbench.data.download import download_and_import
-    from marlbench.data.paths import data_dir
-    from marlbench.envs.registry import get_suite
+    from marlbench.suites import get_suite
+    from marlbench.workspace import Workspace
 
     get_suite(args.suite).check_quality(args.task, args.quality)
     dataset = download_and_import(
         args.suite,
         args.task,
         args.quality,
-        data_dir=data_dir(args.data),
+        data_dir=Workspace.resolve(data=args.data).data,
         cache_dir=args.cache,
         base_url=args.base_url,
         overwrite=args.overwrite,
@@ -148,7 +148,9 @@ def _cmd_data_verify(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from marlbench.algorithm import load_yaml_overrides, parse_set_pairs
     from marlbench.train import RunRequest, train
+    from marlbench.workspace import Workspace
 
+    workspace = Workspace.resolve(data=args.data, results=args.results)
     overrides = load_yaml_overrides(args.config) if args.config else {}
     overrides.update(parse_set_pairs(args.set))
     request = RunRequest(
@@ -160,8 +162,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         profile=args.profile,
         overrides=overrides,
         variant=args.variant,
-        results=args.results,
-        data=args.data,
+        results=workspace.results,
+        data=workspace.data,
         dataset_path=args.dataset,
         device=args.device,
         overwrite=args.overwrite,
@@ -187,8 +189,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from marlbench.demo import run_demo
+    from marlbench.workspace import Workspace
 
-    written = run_demo(args.file, args.results, args.out, args.data, args.max_concurrent)
+    workspace = Workspace.resolve(data=args.data, results=args.results)
+    written = run_demo(args.file, workspace, args.out, args.max_concurrent)
     report = next(path for path in written if path.suffix == ".md")
     print(report.read_text())
     print(f"written to {report}")
@@ -210,10 +214,10 @@ def _load_benchmark(args: argparse.Namespace):
 
 def _cmd_grid(args: argparse.Namespace) -> int:
     from marlbench.grid import GridOptions, run_grid
+    from marlbench.workspace import Workspace
 
     options = GridOptions(
-        results=args.results,
-        data=args.data,
+        workspace=Workspace.resolve(data=args.data, results=args.results),
         storage=args.storage,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
@@ -223,20 +227,22 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         generate_missing=args.generate_missing,
         generate_budget=args.generate_budget,
         generate_episodes=args.generate_episodes,
+        plan_only=args.plan_only,
     )
     summary = run_grid(_load_benchmark(args), options)
-    return 0 if summary.complete else 1
+    return 0 if summary.complete or args.plan_only else 1
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from marlbench.grid import profile_results, write_report
+    from marlbench.report.build import write_report
+    from marlbench.workspace import Workspace
 
     benchmark = _load_benchmark(args)
+    workspace = Workspace.resolve(data=args.data, results=args.results)
     written = write_report(
         benchmark,
-        profile_results(args.results, benchmark.profile),
+        workspace.profile_results(benchmark.profile),
         args.out,
-        args.data,
         formats=tuple(part for part in args.format.split(",") if part),
         csv=args.csv,
         figures=not args.no_figures,
@@ -251,7 +257,10 @@ def _add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default=None, help="replace the file's profile (smoke, standard, paper)")
     parser.add_argument("--seeds", type=_seed_list, default=None, help="replace the file's seeds, e.g. 0,1")
     parser.add_argument(
-        "--results", type=Path, default=Path("results"), help="run directories go under <results>/<profile>/"
+        "--results",
+        type=Path,
+        default=None,
+        help="run directories go under <results>/<profile>/ (default: $MARLBENCH_RESULTS or results/)",
     )
     parser.add_argument("--data", type=Path, default=None, help="data directory (default: $MARLBENCH_DATA or data/)")
 
@@ -327,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, default=None, help="YAML file of config fields")
     run.add_argument("--variant", default=None, help="name of this configuration (default: from the overrides)")
     run.add_argument("--steps", type=int, default=None, help="override the profile's training steps")
-    run.add_argument("--results", type=Path, default=Path("results"))
+    run.add_argument(
+        "--results", type=Path, default=None, help="results directory (default: $MARLBENCH_RESULTS or results/)"
+    )
     run.add_argument("--data", type=Path, default=None, help="data directory (default: $MARLBENCH_DATA or data/)")
     run.add_argument("--dataset", type=Path, default=None, help="an explicit dataset directory")
     run.add_argument("--device", default="cpu")
@@ -370,6 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grid.add_argument("--generate-budget", type=int, default=None, help="behaviour-training env steps when generating")
     grid.add_argument("--generate-episodes", type=int, default=None, help="dataset size when generating")
+    grid.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="plan the grid and write its plan beside the results (what the report reads), run nothing",
+    )
     grid.set_defaults(handler=_cmd_grid)
 
     report = commands.add_parser("report", help="tables, tests and figures of a benchmark file's results")
@@ -382,7 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="every registered algorithm on the matrix suite; writes reports/demo.md")
     demo.add_argument("--file", type=Path, default=Path("benchmarks/demo.yaml"))
-    demo.add_argument("--results", type=Path, default=Path("results"))
+    demo.add_argument(
+        "--results", type=Path, default=None, help="results directory (default: $MARLBENCH_RESULTS or results/)"
+    )
     demo.add_argument("--out", type=Path, default=Path("reports"), help="the report goes to <out>/<name>.md")
     demo.add_argument("--data", type=Path, default=None)
     demo.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: one per core)")

@@ -16,6 +16,8 @@ from its own checkpoint.
 Before anything runs, :func:`plan_grid` works out what cannot run here — an algorithm
 that is not implemented, a suite that is not installed (StarCraft II), a missing dataset
 — and says how to get it; the grid runs the rest and fails only when nothing can run.
+The plan, with every algorithm's column heading and order, is written beside the results
+(:mod:`marlbench.plan`), so that the report needs no registry.
 On a Ray cluster (``address``), :func:`check_cluster_paths` then makes sure that every node
 writes the results directory and reads the datasets before the first trial starts.
 
@@ -25,9 +27,11 @@ Each trial runs with as many torch threads as it has Ray CPUs (``cpus_per_trial`
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -35,14 +39,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marlbench.algorithm import all_algorithms
+from marlbench import __version__
+from marlbench.algorithm import Algorithm, all_algorithms
 from marlbench.benchmark import Benchmark, Instance, Variant
-from marlbench.data.download import KNOWN_SOURCES
-from marlbench.data.paths import data_dir, dataset_root
-from marlbench.envs.registry import Suite, all_suites
 from marlbench.errors import MarlbenchError, RunDirectoryError, require
-
-CellKey = tuple[str, Instance]
+from marlbench.plan import (
+    MISSING,
+    NOT_APPLICABLE,
+    NOT_AVAILABLE,
+    NOT_IMPLEMENTED,
+    RUN,
+    AlgorithmEntry,
+    CellKey,
+    CellPlan,
+    PlanFile,
+    plan_path,
+    write_plan,
+)
+from marlbench.runlock import storage_errors
+from marlbench.suites import Suite, all_suites
+from marlbench.workspace import Workspace, dataset_root
 
 
 @dataclass(frozen=True)
@@ -68,23 +84,44 @@ class GridPlan:
     cells: list[Trial]
     """Every (algorithm, instance, variant) that will run, each once per seed."""
     seeds: tuple[int, ...]
-    cell_status: dict[CellKey, str] = field(default_factory=dict)
-    """Why a grid cell cannot run here, so no trial is planned for it: ``n/a``, ``not implemented``,
-    ``not run: …`` (the report's cell statuses come from :func:`report_cell_status`)."""
+    statuses: list[CellPlan] = field(default_factory=list)
+    """Every algorithm x instance cell with its status (``run`` or why it cannot run here)."""
     problems: list[str] = field(default_factory=list)
     """What is missing here and how to get it, one line each."""
     to_generate: list[Instance] = field(default_factory=list)
+    algorithms: list[AlgorithmEntry] = field(default_factory=list)
+    """The benchmark's algorithms in column order, with their headings."""
 
     @property
     def n_trials(self) -> int:
         return len(self.cells) * len(self.seeds)
+
+    @property
+    def cell_status(self) -> dict[CellKey, str]:
+        """What the report shows in a cell that is not run: ``n/a``, ``not implemented``, ``not run: …``."""
+        return {(cell.algo, cell.instance): text for cell in self.statuses if (text := cell.report_status) is not None}
+
+    def to_file(self, benchmark: Benchmark) -> PlanFile:
+        """The plan file written beside the results (:mod:`marlbench.plan`)."""
+        return PlanFile(
+            benchmark=benchmark.name,
+            benchmark_file=str(benchmark.path),
+            profile=benchmark.profile,
+            algorithms=list(self.algorithms),
+            instances=list(benchmark.instances),
+            cells=list(self.statuses),
+            problems=list(self.problems),
+            planned_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            host=socket.gethostname(),
+            marlbench_version=__version__,
+        )
 
 
 def _dataset_hint(suite: Suite, instance: Instance) -> str:
     suite_name, task, quality = instance
     where = f"--suite {suite_name} --task {task} --quality {quality}"
     ways = []
-    if instance in KNOWN_SOURCES:
+    if (task, quality) in suite.download_sources():
         ways.append(f"marlbench data download {where}")
     if suite.can_generate(task, quality):
         ways.append(f"marlbench data generate {where}")
@@ -92,18 +129,30 @@ def _dataset_hint(suite: Suite, instance: Instance) -> str:
     return " or ".join(f"`{way}`" for way in ways)
 
 
-def profile_results(results: Path | str, profile: str) -> Path:
-    """Where a grid of ``profile`` keeps its run directories: ``<results>/<profile>``."""
-    return Path(results) / profile
+def algorithm_entry(name: str, cls: type[Algorithm] | None) -> AlgorithmEntry:
+    """An algorithm's column heading and order (an unregistered name: itself, last)."""
+    if cls is None:
+        return AlgorithmEntry(name, name, registered=False)
+    return AlgorithmEntry(name, getattr(cls, "display_name", name), cls.column_order)
 
 
-def plan_grid(benchmark: Benchmark, data: Path | None, generate_missing: bool = False) -> GridPlan:
-    """Which trials run, and for every grid cell that cannot run here, why."""
+def benchmark_algorithms(benchmark: Benchmark) -> list[AlgorithmEntry]:
+    """The benchmark's algorithms with their headings: its list in its order, or for ``all``
+    every registered algorithm by ``column_order``, then name."""
+    registered = all_algorithms()
+    if benchmark.algorithms is not None:
+        return [algorithm_entry(name, registered.get(name)) for name in benchmark.algorithms]
+    return sorted((algorithm_entry(name, cls) for name, cls in registered.items()), key=AlgorithmEntry.sort_key)
+
+
+def plan_grid(benchmark: Benchmark, data: Path, generate_missing: bool = False) -> GridPlan:
+    """Which trials run, and for every grid cell that cannot run here, why. ``data`` is the
+    resolved data root (:attr:`Workspace.data`)."""
     registered = all_algorithms()
     suites = all_suites()
-    names = list(registered) if benchmark.algorithms is None else list(benchmark.algorithms)
-    plan = GridPlan(cells=[], seeds=benchmark.seeds)
-    static_status = report_cell_status(benchmark)  # not implemented / n/a, whatever this machine holds
+    plan = GridPlan(cells=[], seeds=benchmark.seeds, algorithms=benchmark_algorithms(benchmark))
+    names = [entry.name for entry in plan.algorithms]
+    static_status = {(c.algo, c.instance): c for c in static_cell_plans(benchmark)}  # whatever this machine holds
     missing_algorithms = [name for name in names if name not in registered]
     if missing_algorithms:
         plan.problems.append(
@@ -111,33 +160,45 @@ def plan_grid(benchmark: Benchmark, data: Path | None, generate_missing: bool = 
         )
     for instance in benchmark.instances:
         suite_name, task, quality = instance
-        blocked = None
+        blocked: tuple[str, str] | None = None  # (status, what is missing and how to get it)
         suite = suites.get(suite_name)
         if suite is None:
-            blocked = f"suite {suite_name} is not available (installed suites: {', '.join(sorted(suites))})"
+            blocked = (
+                NOT_AVAILABLE,
+                f"suite {suite_name} is not available (installed suites: {', '.join(sorted(suites))})",
+            )
         elif (reason := suite.unavailable_reason()) is not None:
-            blocked = f"suite {suite_name} cannot run here: {reason}"
+            blocked = NOT_AVAILABLE, f"suite {suite_name} cannot run here: {reason}"
         else:
             suite.check_quality(task, quality)
-            has_dataset = (dataset_root(suite_name, task, quality, data) / "meta.json").exists()
+            has_dataset = (dataset_root(data, suite_name, task, quality) / "meta.json").exists()
             if not has_dataset:
                 # Generated once by the driver, not by concurrent trials of the same dataset.
                 if suite.generates_on_the_fly or (generate_missing and suite.can_generate(task, quality)):
                     plan.to_generate.append(instance)
                 else:
-                    blocked = f"no dataset for {'/'.join(instance)}; get it with {_dataset_hint(suite, instance)}"
-        if blocked is not None and blocked not in plan.problems:
-            plan.problems.append(blocked)
+                    hint = _dataset_hint(suite, instance)
+                    blocked = MISSING, f"no dataset for {'/'.join(instance)}; get it with {hint}"
+        if blocked is not None and blocked[1] not in plan.problems:
+            plan.problems.append(blocked[1])
         for name in names:
-            key = (name, instance)
-            status = static_status.get(key)
-            if blocked is not None and status != "not implemented":
-                status = "not run: " + blocked.split(";")[0]
-            if status is not None:
-                plan.cell_status[key] = status
-            else:
+            cell = static_status.get((name, instance))  # n/a and not implemented hold on any machine
+            if cell is None and blocked is not None:
+                cell = CellPlan(name, instance, blocked[0], blocked[1].split(";")[0])
+            if cell is None:
+                cell = CellPlan(name, instance, RUN)
                 plan.cells += [Trial(name, instance, variant) for variant in benchmark.variants]
+            plan.statuses.append(cell)
     return plan
+
+
+def write_grid_plan(benchmark: Benchmark, plan: GridPlan, workspace: Workspace) -> Path:
+    """Write the plan beside the benchmark's results, atomically; returns its path."""
+    results = workspace.profile_results(benchmark.profile)
+    path = plan_path(results, benchmark.name)
+    with storage_errors(results):
+        write_plan(path, plan.to_file(benchmark))
+    return path
 
 
 def _trial_config_hash(configs: list[dict[str, Any]], seeds: tuple[int, ...], profile: str) -> str:
@@ -191,11 +252,11 @@ def trial_dirname(trial: Any) -> str:
 
 @dataclass
 class GridOptions:
-    results: Path = Path("results")
-    data: Path | None = None
+    workspace: Workspace
+    """The data and results roots, resolved by the caller (:meth:`Workspace.resolve`)."""
     storage: Path | str | None = None
     """Ray's experiment directory (a shared path or bucket URI on a cluster); default ``ray_results``
-    beside the results directory (never inside it: Ray writes its own ``result.json`` files)."""
+    beside the results root (never inside it: Ray writes its own ``result.json`` files)."""
     cpus_per_trial: float = 1.0
     """Ray CPUs of a trial; its torch threads are this, rounded down, at least 1."""
     gpus_per_trial: float = 0.0
@@ -205,6 +266,8 @@ class GridOptions:
     generate_missing: bool = False
     generate_budget: int | None = None
     generate_episodes: int | None = None
+    plan_only: bool = False
+    """Plan and write the plan file, run nothing."""
 
 
 def completed_trials(plan: GridPlan, settings: Mapping[str, Any]) -> int:
@@ -246,32 +309,32 @@ def _generate_task(
     suite_name: str,
     task: str,
     qualities: list[str],
-    data: str | None,
+    data: str,
     budget: int | None,
     episodes: int | None,
     torch_threads: int | None = None,
 ) -> None:
-    """Every missing quality of one task, in order (they share the task's behaviour policy)."""
+    """Every missing quality of one task, in order (they share the task's behaviour policy);
+    ``data`` is the resolved data root."""
     if torch_threads is not None:
         import torch
 
         torch.set_num_threads(torch_threads)
     suite = all_suites()[suite_name]
     for quality in qualities:
-        suite.generate(task, quality, dataset_root(suite_name, task, quality, data), budget=budget, episodes=episodes)
+        suite.generate(task, quality, dataset_root(data, suite_name, task, quality), budget=budget, episodes=episodes)
 
 
 def generate_missing(to_generate: list[Instance], options: GridOptions, say=print) -> None:
     """Generate the missing datasets: tasks whose suite trains behaviour policies run in
     parallel worker processes (one per core), each task's qualities in order."""
+    workspace = options.workspace
     by_task: dict[tuple[str, str], list[str]] = {}
     for suite_name, task, quality in to_generate:
-        say(
-            f"grid: generating {suite_name}/{task}/{quality} -> {dataset_root(suite_name, task, quality, options.data)}"
-        )
+        say(f"grid: generating {suite_name}/{task}/{quality} -> {workspace.dataset_root(suite_name, task, quality)}")
         by_task.setdefault((suite_name, task), []).append(quality)
     slow = {key: qualities for key, qualities in by_task.items() if not all_suites()[key[0]].generates_on_the_fly}
-    data, budget, episodes = str(data_dir(options.data)), options.generate_budget, options.generate_episodes
+    data, budget, episodes = str(workspace.data), options.generate_budget, options.generate_episodes
     for (suite_name, task), qualities in by_task.items():
         if (suite_name, task) not in slow or len(slow) == 1:
             _generate_task(suite_name, task, qualities, data, budget, episodes)
@@ -304,10 +367,16 @@ GENERATE_WORKER = (
 
 
 def run_grid(benchmark: Benchmark, options: GridOptions, say=print) -> GridSummary:
-    """Plan, say what cannot run, generate missing datasets if asked, then run the trials on Ray Tune."""
-    plan = plan_grid(benchmark, options.data, options.generate_missing)
+    """Plan, write the plan beside the results, say what cannot run, generate missing datasets if
+    asked, then run the trials on Ray Tune."""
+    workspace = options.workspace
+    plan = plan_grid(benchmark, workspace.data, options.generate_missing)
     for problem in plan.problems:
         say(f"grid: {problem}")
+    plan_file = write_grid_plan(benchmark, plan, workspace)
+    if options.plan_only:
+        say(f"grid: {plan.n_trials} trials planned, none run (--plan-only); plan written to {plan_file}")
+        return GridSummary(plan, "", 0, [])
     if plan.n_trials == 0:
         raise MarlbenchError(f"{benchmark.path}: nothing can run here; see the lines above for what is missing")
     generate_missing(plan.to_generate, options, say)
@@ -316,8 +385,9 @@ def run_grid(benchmark: Benchmark, options: GridOptions, say=print) -> GridSumma
     import ray
     from ray import tune
 
-    results = profile_results(options.results, benchmark.profile).resolve()
-    storage = str(options.storage or Path(options.results).resolve().parent / "ray_results")
+    absolute = workspace.absolute()
+    results = absolute.profile_results(benchmark.profile)
+    storage = str(options.storage or absolute.results.parent / "ray_results")
     if "://" not in storage:
         storage = str(Path(storage).resolve())
     configs = [trial.to_config() for trial in plan.cells]
@@ -325,13 +395,13 @@ def run_grid(benchmark: Benchmark, options: GridOptions, say=print) -> GridSumma
     settings = {
         "profile": benchmark.profile,
         "results": str(results),
-        "data": str(data_dir(options.data).resolve()),
+        "data": str(absolute.data),
         "device": "cuda" if options.gpus_per_trial > 0 else "cpu",
     }
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=False, configure_logging=False)
     if options.address is not None:
-        datasets = sorted({dataset_root(*trial.instance, settings["data"]) for trial in plan.cells})
+        datasets = sorted({absolute.dataset_root(*trial.instance) for trial in plan.cells})
         check_cluster_paths(results, datasets)
         say(f"grid: every node of the Ray cluster reads the datasets and writes {results}")
     trainable = tune.with_resources(run_trial, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
@@ -423,52 +493,27 @@ def check_cluster_paths(results: Path, datasets: list[Path], timeout_s: float = 
         )
 
 
-def report_cell_status(benchmark: Benchmark) -> dict[CellKey, str]:
-    """What a report shows in a cell without a finished run, where the installation knows it
-    without datasets or environments: ``not implemented`` (no such algorithm registered) and
-    ``n/a`` (the task's action space, from the suite's task table, is not the algorithm's).
-    Any other cell without a run is missing (``—``): whether a dataset or a simulator is on the
-    machine that writes the report says nothing about the machine that ran the grid."""
+def static_cell_plans(benchmark: Benchmark) -> list[CellPlan]:
+    """The cells whose status the installation knows without datasets or environments:
+    ``not implemented`` (no such algorithm registered) and ``n/a`` (the task's action space, from
+    the suite's task table, is not the algorithm's)."""
     registered = all_algorithms()
     suites = all_suites()
     names = list(registered) if benchmark.algorithms is None else list(benchmark.algorithms)
-    status: dict[CellKey, str] = {}
+    cells = []
     for instance in benchmark.instances:
         suite = suites.get(instance[0])
         task = suite.tasks().get(instance[1]) if suite is not None else None
         for name in names:
             if name not in registered:
-                status[(name, instance)] = "not implemented"
+                cells.append(CellPlan(name, instance, NOT_IMPLEMENTED, f"no algorithm {name!r} is registered"))
             elif task is not None and task.spec.action_type not in registered[name].action_types:
-                status[(name, instance)] = "n/a"
-    return status
+                supported = " and ".join(registered[name].action_types)
+                reason = f"{name} supports {supported} actions; {instance[0]}/{instance[1]} has {task.spec.action_type}"
+                cells.append(CellPlan(name, instance, NOT_APPLICABLE, reason))
+    return cells
 
 
-def write_report(
-    benchmark: Benchmark,
-    results: Path,
-    out: Path,
-    data: Path | None,
-    formats: tuple[str, ...] = ("md", "tex"),
-    csv: bool = False,
-    figures: bool = True,
-) -> list[Path]:
-    """The report of a benchmark's runs below ``results``: every finished run shown, cells
-    without one named by :func:`report_cell_status`, the published tables the file mirrors
-    beside ours. ``data`` is not read: a report needs neither datasets nor environments (the
-    argument stays for the command line and the demo, which pass it)."""
-    from marlbench.report.build import build_report, load_benchmark_published
-
-    published, not_reproduced = load_benchmark_published(benchmark)
-    return build_report(
-        benchmark,
-        results,
-        out,
-        formats=formats,
-        published=published,
-        cell_status=report_cell_status(benchmark),
-        csv=csv,
-        figures=figures,
-        algorithms=list(all_algorithms()) if benchmark.algorithms is None else None,
-        not_reproduced=not_reproduced,
-    )
+def report_cell_status(benchmark: Benchmark) -> dict[CellKey, str]:
+    """:func:`static_cell_plans` as the report shows them (``not implemented``, ``n/a``)."""
+    return {(cell.algo, cell.instance): cell.status for cell in static_cell_plans(benchmark)}

@@ -5,7 +5,9 @@ A run writes ``<results>/<suite>/<task>/<quality>/<algo>/<variant>/seed<k>/``:
 - ``config.json``: the run's identity (algorithm config, profile, seed, the dataset's content:
   its ``source`` and the sha256 of every file, never its path) and a ``runtime`` section
   (threads, device, dataset path, marlbench version) that is recorded but not compared, so
-  a resumed run may use another thread count or another spelling of the data path;
+  a resumed run may use another thread count or another spelling of the data path; and a
+  ``display`` section (the algorithm's ``display_name`` and ``column_order``), also not
+  compared, from which a report made without the registry takes its column headings;
 - ``metrics.jsonl``: one line per logging interval (``kind: train``, mean losses) and one
   per evaluation (``kind: eval``);
 - ``checkpoint.pt``: networks, optimisers, sampler and RNG states, running loss sums;
@@ -48,23 +50,27 @@ import torch
 from marlbench import __version__
 from marlbench.algorithm import Algorithm, AlgorithmConfig, get_algorithm, resolve_config
 from marlbench.benchmark import variant_name
-from marlbench.data.paths import dataset_root
 from marlbench.data.sampler import Sampler
 from marlbench.data.store import Dataset, atomic_temp_file, write_json_atomic, write_text_atomic
 from marlbench.envs.base import VecEnv
-from marlbench.envs.registry import get_suite
 from marlbench.errors import ConfigError, DatasetError, RunDirectoryError
 from marlbench.evaluate import EvalResult, evaluate
 from marlbench.profiles import Profile
 from marlbench.provenance import provenance
 from marlbench.runlock import LOCK_FILE, RunLock, acquire_run_lock, storage_errors
+from marlbench.suites import Suite, get_suite
+from marlbench.workspace import DEFAULT_DATA, DEFAULT_RESULTS, dataset_root
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 RUNTIME_KEY = "runtime"
-"""The section of ``config.json`` left out of the run's identity."""
+"""The section of ``config.json`` about this invocation, left out of the run's identity."""
+DISPLAY_KEY = "display"
+"""The section of ``config.json`` with the algorithm's column heading and order (``display_name``,
+``column_order``), for reports made without the registry; left out of the run's identity."""
+NOT_IDENTITY = (RUNTIME_KEY, DISPLAY_KEY)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 CHECKPOINT_FIELDS = ("step", "elapsed", "algorithm", "sampler", "torch_rng", "numpy_rng", "loss_sums", "loss_counts")
 AFRESH = "Rerun the same command with --overwrite to start this run afresh"
@@ -72,7 +78,9 @@ AFRESH = "Rerun the same command with --overwrite to start this run afresh"
 
 @dataclass
 class RunRequest:
-    """What ``marlbench run`` asks for; ``overrides`` are the user's config fields."""
+    """What ``marlbench run`` asks for; ``overrides`` are the user's config fields. ``results``
+    (run directories go below it) and ``data`` (the data root) are resolved paths: the entry
+    point took them from its :class:`marlbench.workspace.Workspace`."""
 
     algo: str
     suite: str
@@ -82,8 +90,8 @@ class RunRequest:
     profile: str = "standard"
     overrides: dict[str, Any] = field(default_factory=dict)
     variant: str | None = None
-    results: Path = Path("results")
-    data: Path | None = None
+    results: Path = DEFAULT_RESULTS
+    data: Path = DEFAULT_DATA
     dataset_path: Path | None = None
     device: str = "cpu"
     overwrite: bool = False
@@ -115,11 +123,11 @@ def run_directory(request: RunRequest) -> Path:
     )
 
 
-def open_or_generate_dataset(request: RunRequest) -> Dataset:
-    """Open the run's dataset; generate it first when the suite can do so in seconds."""
-    suite = get_suite(request.suite)
+def open_or_generate_dataset(request: RunRequest, suite: Suite) -> Dataset:
+    """Open the run's dataset (``suite`` is the request's); generate it first when the suite can
+    do so in seconds."""
     suite.check_quality(request.task, request.quality)
-    root = request.dataset_path or dataset_root(request.suite, request.task, request.quality, request.data)
+    root = request.dataset_path or dataset_root(request.data, request.suite, request.task, request.quality)
     if not (root / "meta.json").exists() and request.dataset_path is None and suite.generates_on_the_fly:
         suite.generate(request.task, request.quality, root)
     if not root.exists():
@@ -317,7 +325,7 @@ def _batch_size_used(config: AlgorithmConfig, profile: Profile, request: RunRequ
 def _identity_changes(existing: Any, run_config: Mapping[str, Any]) -> list[str]:
     if not isinstance(existing, dict):
         return ["the whole file"]
-    keys = (set(existing) | set(run_config)) - {RUNTIME_KEY}
+    keys = (set(existing) | set(run_config)) - set(NOT_IDENTITY)
     return sorted(key for key in keys if existing.get(key) != run_config.get(key))
 
 
@@ -339,11 +347,17 @@ def train(
         )
     profile = suite.profile(request.profile).with_overrides(steps=request.steps)
     config = resolve_config(
-        algorithm_cls, request.suite, request.task, request.quality, request.overrides, total_steps=profile.steps
+        algorithm_cls,
+        request.suite,
+        request.task,
+        request.quality,
+        request.overrides,
+        total_steps=profile.steps,
+        spec=task.spec,
     )
     config = _batch_size_used(config, profile, request)
     threads = set_threads(request.threads)
-    dataset = open_or_generate_dataset(request)
+    dataset = open_or_generate_dataset(request, suite)
     run_dir = run_directory(request)
     run_config = {
         "algo": request.algo,
@@ -357,6 +371,10 @@ def train(
         "user_overrides": dict(request.overrides),
         "dataset": dataset_identity(dataset),
         "spec": task.spec.to_dict(),
+        DISPLAY_KEY: {
+            "display_name": getattr(algorithm_cls, "display_name", request.algo),
+            "column_order": algorithm_cls.column_order,
+        },
         RUNTIME_KEY: {
             "threads": threads,
             "device": request.device,
@@ -373,7 +391,17 @@ def train(
         if finished is not None:
             return finished
         return _train_loop(
-            request, algorithm_cls, config, profile, dataset, run_dir, run_config, lock, on_evaluation, on_checkpoint
+            request,
+            algorithm_cls,
+            suite,
+            config,
+            profile,
+            dataset,
+            run_dir,
+            run_config,
+            lock,
+            on_evaluation,
+            on_checkpoint,
         )
     finally:
         lock.release()
@@ -448,6 +476,7 @@ def _describe(kind: str, values: Mapping[str, str]) -> str:
 def _train_loop(
     request: RunRequest,
     algorithm_cls: type[Algorithm],
+    suite: Suite,
     config: AlgorithmConfig,
     profile: Profile,
     dataset: Dataset,
@@ -457,7 +486,6 @@ def _train_loop(
     on_evaluation: Callable[[int, dict[str, Any]], None] | None,
     on_checkpoint: Callback | None,
 ) -> RunOutcome:
-    suite = get_suite(request.suite)
     device = torch.device(request.device)
     torch.manual_seed(request.seed)
     np.random.seed(request.seed % (2**32))

@@ -20,8 +20,9 @@ from algorithms.alberdice import (
     resample,
 )
 from marlbench.data.sampler import Batch
-from marlbench.envs.matrix import XOR_SPEC
+from marlbench.nets import masked_log_softmax
 from marlbench.spec import EnvSpec
+from marlbench.suites.matrix.games import XOR
 from marlbench.train import train
 
 # ----------------------------------------------------------------------------- equations
@@ -169,23 +170,28 @@ def test_autoregressive_behaviour_conditions_on_own_action_and_earlier_agents(ac
     """pi^D(a_j | s, a_i, a_{<j}) for 4 agents: the masks, and the factored first layer equals the plain MLP."""
     spec = EnvSpec(4, 3, 5, action_type, 1, n_actions=3 if action_type == "discrete" else None, action_dim=2)
     algo = AlberDICE(spec, AlberDICEConfig(hidden=(16, 16), pretrain_steps=1, anneal_steps=2), torch.device("cpu"))
-    cond = algo.cond
+    model = algo.ar_behaviour
+    cond = model.inputs
     assert cond[1, 0].tolist() == [0, 1, 0, 0]  # j=0 sees only a_1
     assert cond[1, 2].tolist() == [1, 1, 0, 0]  # j=2 sees a_1 and a_0
     assert cond[1, 3].tolist() == [1, 1, 1, 0]
     assert cond[2, 3].tolist() == [1, 1, 1, 0]
     assert cond[0, 0].sum() == 0 and cond[3, 3].sum() == 0
     batch = _random_batch(spec, 7)
-    enc = algo._encode(batch.actions)
-    acts = algo._masked_joint_actions(enc[:, None], cond)  # [B, N_i, N_j, N*A]
+    acts = (cond[..., None] * model.encode(batch.actions)[:, None, None]).flatten(-2)  # [B, N_i, N_j, N*A]
     plain_input = torch.cat(
         [batch.state[:, None, None].expand(-1, 4, 4, -1), torch.eye(4).expand(7, 4, 4, 4), acts], dim=-1
     )
-    plain = algo.ar_behaviour.net(plain_input.transpose(1, 2)).transpose(1, 2)
-    assert torch.allclose(algo.ar_behaviour(batch.state, acts), plain, atol=1e-5)
-    predicted = torch.tensor([0, 2, 3])
-    one = algo.ar_behaviour.forward_agent(batch.state, acts[:, 1, predicted], 1, predicted)
+    first_layer = torch.cat([model.state_weight, model.id_weight, model.action_weight], 1)  # [N_i, in, h]
+    hidden = torch.einsum("bijk,ikh->bijh", plain_input, first_layer) + model.first_bias[None, :, None]
+    plain = model.rest(hidden.transpose(1, 2)).transpose(1, 2)
+    assert torch.allclose(model(batch.state, batch.actions), plain, atol=1e-5)
+    predicted = [0, 2, 3]
+    one = model.conditional(batch.state, batch.actions, 1)
     assert torch.allclose(one, plain[:, 1, predicted], atol=1e-5)
+    # Sampled joint actions with a leading sample dim: each sample on its own.
+    twice = model.conditional(batch.state, torch.stack([batch.actions, batch.actions]), 1)
+    assert torch.allclose(twice, one.expand(2, *one.shape), atol=1e-5)
 
 
 def test_behaviour_pretraining_and_the_symmetry_breaking_of_xor_ab_ba():
@@ -197,22 +203,22 @@ def test_behaviour_pretraining_and_the_symmetry_breaking_of_xor_ab_ba():
     best response is B, which in turn pushes agent 1 further to A.
     """
     config = AlberDICEConfig(pretrain_steps=100, anneal_steps=101)
-    algo = AlberDICE(XOR_SPEC, config, torch.device("cpu"))
-    batch = _random_batch(XOR_SPEC, 64)
+    algo = AlberDICE(XOR.spec, config, torch.device("cpu"))
+    batch = _random_batch(XOR.spec, 64)
     batch.obs, batch.state = torch.ones(64, 2, 1), torch.ones(64, 1)
     batch.actions = torch.tensor([[0, 1], [1, 0]]).repeat(32, 1)
     for step in range(1, 101):
         algo.update(batch, step)
     with torch.no_grad():
-        marginal = algo._behaviour_dist(batch.obs[:2], batch.avail[:2])[0].exp()
-        conditional = algo._ar_log_prob_data(batch, algo._encode(batch.actions))[:2].exp()
+        marginal = masked_log_softmax(algo.behaviour(batch.obs[:2]), batch.avail[:2]).exp()
+        conditional = algo._ar_log_prob_data(batch)[:2].exp()
     assert torch.allclose(marginal, torch.full((2, 2, 2), 0.5), atol=0.05)
     assert conditional[:, 0, 1].min() > 0.95 and conditional[:, 1, 0].min() > 0.95
 
     lean = torch.log(torch.tensor([0.6, 0.4]))  # agent 1 plays A with probability 0.6
-    stats = [(torch.log(torch.full((2, 2), 0.5)), torch.zeros(2)), (lean.expand(2, 2), torch.zeros(2))]
+    policy_logits = torch.stack([torch.log(torch.full((2, 2), 0.5)), lean.expand(2, 2)], 1)  # [B, N, nA]
     with torch.no_grad():
-        kl = algo._other_agents_kl(0, batch.state[:2], batch.actions[:2], batch.avail[:2], stats)
+        kl = algo._other_agents_kl(0, batch.state[:2], batch.actions[:2], batch.avail[:2], policy_logits)
     kl_a, kl_b = kl  # rows: a_0 = A, a_0 = B
     q_b_given_a, q_a_given_b = conditional[0, 0, 1], conditional[1, 0, 1]
     expected_a = 0.6 * math.log(0.6 / (1 - q_b_given_a)) + 0.4 * math.log(0.4 / q_b_given_a)
@@ -227,7 +233,7 @@ def test_behaviour_pretraining_and_the_symmetry_breaking_of_xor_ab_ba():
 
 @pytest.mark.parametrize(
     "spec",
-    [XOR_SPEC, EnvSpec(3, 4, 6, "continuous", 5, action_dim=2)],
+    [XOR.spec, EnvSpec(3, 4, 6, "continuous", 5, action_dim=2)],
     ids=["discrete", "continuous"],
 )
 def test_state_dict_round_trip_restores_networks_and_optimisers(spec):

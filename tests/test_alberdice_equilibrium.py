@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from marlbench.algorithm import get_algorithm, resolve_config
-from marlbench.data.generators.matrix import one_step_fields
 from marlbench.data.sampler import Sampler
 from marlbench.data.store import write_dataset
 from marlbench.spec import EnvSpec
+from marlbench.suites.matrix.games import one_step_fields
 
 STEPS = 2000
 BATCH = 64

@@ -13,10 +13,12 @@ from marlbench.algorithm import (
     get_algorithm,
     load_yaml_overrides,
     parse_set_pairs,
+    problem_kinds,
     resolve_config,
 )
 from marlbench.benchmark import variant_name
 from marlbench.errors import ConfigError, UnknownNameError
+from marlbench.spec import EnvSpec
 
 
 def test_bc_is_discovered_from_the_algorithms_package():
@@ -65,7 +67,7 @@ def test_an_outside_package_adds_an_algorithm_through_its_entry_point(tmp_path, 
     monkeypatch.setattr(registry, "_discovered", False)
     try:
         cls = get_algorithm("my-random")
-        assert cls.__module__ == "my_marl"
+        assert cls.__module__ == "my_marl" and cls.display_name == "my-random"
         assert "bc" in registry.all_algorithms()
     finally:
         registry._ALGORITHMS.pop("my-random", None)
@@ -97,6 +99,20 @@ def test_dataset_table_applies_before_user_overrides(monkeypatch):
     config = resolve_config(cls, "matrix", "xor", "ab", {"batch_size": 8})
     assert config.learning_rate == 0.5 and config.batch_size == 8
     assert resolve_config(cls, "matrix", "mne", "biased").learning_rate == cls.Config().learning_rate
+
+
+def test_settings_attach_to_the_kind_of_problem_not_to_the_suite_name(monkeypatch):
+    cls = get_algorithm("bc")
+    monkeypatch.setattr(cls, "problem_overrides", {"one-step": {"learning_rate": 0.5}, "continuous": {"batch_size": 4}})
+    one_step = EnvSpec(n_agents=3, obs_dim=1, state_dim=1, action_type="discrete", n_actions=3, episode_limit=1)
+    episodic = EnvSpec(n_agents=3, obs_dim=1, state_dim=1, action_type="discrete", n_actions=3, episode_limit=50)
+    assert problem_kinds(one_step) == ("discrete", "one-step")
+    assert resolve_config(cls, "someone-elses-games", "g", "q", spec=one_step).learning_rate == 0.5
+    assert resolve_config(cls, "matrix", "g", "q", spec=episodic).learning_rate == cls.Config().learning_rate
+    # the dataset table and the user's overrides come later and win
+    monkeypatch.setattr(cls, "dataset_overrides", {"*/g/q": {"learning_rate": 0.25}})
+    assert resolve_config(cls, "own", "g", "q", spec=one_step).learning_rate == 0.25
+    assert resolve_config(cls, "own", "g", "q", {"learning_rate": 0.125}, spec=one_step).learning_rate == 0.125
 
 
 def test_yaml_overrides_and_variant_names(tmp_path):

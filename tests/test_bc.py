@@ -7,7 +7,7 @@ import pytest
 
 from marlbench.data.episodes import pack_episodes
 from marlbench.data.store import write_dataset
-from marlbench.envs.matrix import BANDIT_SPEC
+from marlbench.suites.matrix.games import BANDIT_SPEC
 from marlbench.train import train
 
 

@@ -234,7 +234,7 @@ def test_continuous_bandit_over_five_seeds(make_request):
     takes is decided by the small asymmetries of its (nearly symmetric) Q_i; the shared
     Q network made both agents pick the same mode on every seed we ran (returns about 0.5),
     but nothing in the method guarantees it, so only the in-distribution property is asserted."""
-    from marlbench.envs.matrix import BANDIT_SPEC
+    from marlbench.suites.matrix.games import BANDIT_SPEC
 
     returns = []
     for seed in SEEDS:
@@ -258,7 +258,7 @@ def test_hopper_medium_replay_standard_profile(tmp_path):
     pytest.importorskip("stable_baselines3")
     pytest.importorskip("gymnasium_robotics")
     from marlbench.data.store import Dataset
-    from marlbench.envs.registry import get_suite
+    from marlbench.suites import get_suite
     from marlbench.train import RunRequest
 
     budget = int(os.environ.get("MARLBENCH_SLOW_BUDGET", "20000"))

@@ -7,15 +7,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marlbench.data.generators.bridge import (
+from marlbench.data.store import episode_returns, validate_fields
+from marlbench.suites.matrix.bridge import (
+    BRIDGE_SPEC,
+    DOWN,
     HORIZON,
+    LEFT,
+    RIGHT,
     START_STATE,
+    STAY,
+    UP,
+    BridgeEnv,
     bridge_fields,
+    bridge_transition,
     first_action_allowed,
     solve_bridge,
 )
-from marlbench.data.store import episode_returns, validate_fields
-from marlbench.envs.bridge import BRIDGE_SPEC, DOWN, LEFT, RIGHT, STAY, UP, BridgeEnv, bridge_transition
 
 SQRT10 = np.sqrt(10.0)
 

@@ -106,3 +106,45 @@ def test_missing_optional_dependency_names_the_pip_command():
         require("marlbench_surely_missing_module", "mamujoco", "Multi-Agent MuJoCo")
     assert "pip install 'marlbench[mamujoco]'" in str(error.value)
     assert error.value.exit_code == 3
+
+
+# --- the workspace: data and results roots, resolved once at the entry point ---------------------
+
+
+def test_workspace_takes_the_flag_then_the_environment_then_the_default(tmp_path):
+    from marlbench.workspace import Workspace
+
+    environ = {"MARLBENCH_DATA": "/env/data", "MARLBENCH_RESULTS": "/env/results"}
+    assert Workspace.resolve("flag-data", "flag-results", environ) == Workspace(Path("flag-data"), Path("flag-results"))
+    assert Workspace.resolve(environ=environ) == Workspace(Path("/env/data"), Path("/env/results"))
+    assert Workspace.resolve(environ={"MARLBENCH_DATA": ""}) == Workspace(Path("data"), Path("results"))
+    workspace = Workspace(Path("d"), Path("r"))
+    assert workspace.dataset_root("matrix", "xor", "ab") == Path("d/matrix/xor/ab")
+    assert workspace.profile_results("smoke") == Path("r/smoke")
+    assert workspace.absolute() == Workspace(tmp_path / "d", tmp_path / "r")  # the tests run in tmp_path
+
+
+def test_run_writes_under_marlbench_results_and_reads_marlbench_data(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MARLBENCH_DATA", str(tmp_path / "env-data"))
+    monkeypatch.setenv("MARLBENCH_RESULTS", str(tmp_path / "env-results"))
+    args = ["run", "--algo", "bc", "--suite", "matrix", "--task", "xor", "--quality", "ab", "--profile", "smoke"]
+    code, out, _ = run_cli(capsys, *args, "--steps", "5")
+    assert code == 0, out
+    assert f"run directory: {tmp_path / 'env-results' / 'matrix' / 'xor' / 'ab' / 'bc' / 'default' / 'seed0'}" in out
+    assert (tmp_path / "env-data" / "matrix" / "xor" / "ab" / "meta.json").is_file()
+    code, out, _ = run_cli(capsys, *args, "--steps", "5", "--results", "flag-results", "--data", "flag-data")
+    assert code == 0 and "run directory: flag-results/matrix/xor/ab/bc/default/seed0" in out
+    assert (tmp_path / "flag-data" / "matrix" / "xor" / "ab" / "meta.json").is_file()
+
+
+def test_training_reads_only_the_paths_it_is_given(make_request, tmp_path, monkeypatch):
+    """Inner functions never consult the environment: the request's data root is the one used."""
+    from marlbench.train import train
+
+    monkeypatch.setenv("MARLBENCH_DATA", str(tmp_path / "elsewhere"))
+    outcome = train(make_request(quality="ab", profile="smoke", steps=5, data=tmp_path / "given"))
+    assert outcome.result["status"] == "completed"
+    assert (tmp_path / "given" / "matrix" / "xor" / "ab" / "meta.json").is_file()
+    assert not (tmp_path / "elsewhere").exists()
+    display = json.loads((outcome.run_dir / "config.json").read_text())["display"]
+    assert display == {"display_name": "BC", "column_order": 0}

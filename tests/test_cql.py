@@ -257,7 +257,7 @@ def test_hopper_medium_replay_standard_profile(tmp_path):
     pytest.importorskip("stable_baselines3")
     pytest.importorskip("gymnasium_robotics")
     from marlbench.data.store import Dataset
-    from marlbench.envs.registry import get_suite
+    from marlbench.suites import get_suite
     from marlbench.train import RunRequest
 
     budget = int(os.environ.get("MARLBENCH_SLOW_BUDGET", "20000"))

@@ -21,8 +21,8 @@ import pytest
 from marlbench.cli import main
 from marlbench.data import store
 from marlbench.data.store import CACHE_FILE, Dataset, write_dataset
-from marlbench.envs.registry import get_suite
 from marlbench.errors import DatasetError, DatasetExistsError, DatasetWriteError
+from marlbench.suites import get_suite
 
 TASK = ("matrix", "xor", "ab")
 RUN = ["run", "--algo", "bc", "--suite", "matrix", "--task", "xor", "--quality", "ab", "--profile", "smoke"]

@@ -128,7 +128,7 @@ def test_nu_loss_gradient_matches_proposition_4_1(mixer, name):
             param.mul_(4.0)
     batch = _tiny_batch(spec)
     params = list(algorithm.nu.parameters()) + list(algorithm.mixer.parameters())
-    losses = algorithm.losses(batch)
+    losses = algorithm.losses(batch, 1)
     autograd = torch.autograd.grad(losses["nu_loss"], params)
 
     nu = algorithm.nu(batch.obs).squeeze(-1)

@@ -20,8 +20,6 @@ import pytest
 from marlbench.data import download as dl
 from marlbench.data.download import (
     BASE_URL_ENV_VAR,
-    KNOWN_SOURCES,
-    OMIGA_SHARE,
     DownloadInterruptedError,
     HostUnreachableError,
     SourceEntry,
@@ -31,12 +29,16 @@ from marlbench.data.download import (
 )
 from marlbench.data.store import sha256_file
 from marlbench.errors import DatasetExistsError, MarlbenchError, UnknownNameError
+from marlbench.suites import get_suite
+from marlbench.suites.mamujoco.download import OMIGA_SHARE, SOURCES
 
 h5py = pytest.importorskip("h5py")
 pytestmark = pytest.mark.timeout(60)
 
 FILE_NAME = "Hopper-v2-3x1-medium.hdf5"
 KEY = ("mamujoco", "hopper", "medium")
+SOURCE_KEY = KEY[1:]
+"""The key of ``KEY`` in the MaMuJoCo suite's download sources: (task, quality)."""
 
 
 def omiga_file_bytes(tmp_path: Path) -> bytes:
@@ -133,7 +135,7 @@ def closed_port_url() -> str:
 
 
 def entry_for(data: bytes, **changes) -> SourceEntry:
-    base = KNOWN_SOURCES[KEY][0]
+    base = SOURCES[SOURCE_KEY][0]
     values = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), **changes}
     return dataclasses.replace(base, **values)
 
@@ -144,19 +146,20 @@ def payload(tmp_path: Path) -> bytes:
 
 
 def test_known_sources_name_the_papers_files() -> None:
-    assert len(KNOWN_SOURCES) == 12
-    entry = KNOWN_SOURCES[("mamujoco", "halfcheetah", "medium-replay")][0]
+    assert get_suite("mamujoco").download_sources() is SOURCES and len(SOURCES) == 12
+    assert get_suite("matrix").download_sources() == {}
+    entry = SOURCES[("halfcheetah", "medium-replay")][0]
     assert entry.file_name == "HalfCheetah-v2-6x1-medium-replay.hdf5"
     assert entry.format == "omiga-hdf5" and entry.page == OMIGA_SHARE
     assert entry.url == OMIGA_SHARE + "files/?p=%2FHalfCheetah-v2-6x1-medium-replay.hdf5&dl=1"
-    assert KNOWN_SOURCES[("mamujoco", "ant", "expert")][0].file_name == "Ant-v2-2x4-expert.hdf5"
+    assert SOURCES[("ant", "expert")][0].file_name == "Ant-v2-2x4-expert.hdf5"
     assert entry.url_for("http://mirror/x/") == "http://mirror/x/HalfCheetah-v2-6x1-medium-replay.hdf5"
     with pytest.raises(UnknownNameError):
         download_and_import("mamujoco", "hopper", "good", data_dir="unused")
 
 
 def test_download_verifies_and_imports(tmp_path: Path, payload: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(KNOWN_SOURCES, KEY, (entry_for(payload),))
+    monkeypatch.setitem(SOURCES, SOURCE_KEY, (entry_for(payload),))
     data = tmp_path / "data"
     with serve({FILE_NAME: payload}) as server:
         monkeypatch.setenv(BASE_URL_ENV_VAR, server["url"])
@@ -180,7 +183,7 @@ def test_download_verifies_and_imports(tmp_path: Path, payload: bytes, monkeypat
 def test_an_empty_target_folder_is_filled_and_a_leftover_one_refused_before_downloading(
     tmp_path: Path, payload: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(KNOWN_SOURCES, KEY, (entry_for(payload),))
+    monkeypatch.setitem(SOURCES, SOURCE_KEY, (entry_for(payload),))
     empty = tmp_path / "data" / "mamujoco" / "hopper" / "medium"
     empty.mkdir(parents=True)
     with serve({FILE_NAME: payload}) as server:
@@ -285,5 +288,5 @@ def test_default_url_is_the_published_one(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.delenv(BASE_URL_ENV_VAR, raising=False)
     monkeypatch.setattr(dl.urllib.request, "urlopen", fake_urlopen)
     with pytest.raises(HostUnreachableError, match="Could not reach cloud.tsinghua.edu.cn"):
-        download(KNOWN_SOURCES[KEY][0], tmp_path, progress=False)
-    assert seen == [KNOWN_SOURCES[KEY][0].url]
+        download(SOURCES[SOURCE_KEY][0], tmp_path, progress=False)
+    assert seen == [SOURCES[SOURCE_KEY][0].url]

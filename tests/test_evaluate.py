@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig
-from marlbench.envs.matrix import MatrixSuite
 from marlbench.evaluate import evaluate
+from marlbench.suites.matrix import MatrixSuite
+from marlbench.suites.matrix.games import PayoffGameEnv
 
 
 class FixedPolicy(Algorithm):
@@ -60,3 +61,15 @@ def test_bridge_evaluation_batches_all_episodes_in_one_forward_per_step():
     assert result.expected_return is None
     assert result.return_std == pytest.approx(0.0)
     assert result.return_mean < -1.0
+
+
+def test_expected_return_of_a_three_agent_payoff_game():
+    payoff = np.arange(8, dtype=np.float32).reshape(2, 2, 2)  # payoff[a, b, c] = 4a + 2b + c
+    env = PayoffGameEnv(payoff, 4)
+    probs = np.array([[0.4, 0.6], [1.0, 0.0], [0.25, 0.75]])
+    result = evaluate(FixedPolicy(env.spec, probs), env, seed=0)
+    assert result.expected_return == pytest.approx(4 * 0.6 + 0.75)
+    assert result.joint_action_probs == pytest.approx(
+        {"AAA": 0.1, "AAB": 0.3, "ABA": 0.0, "ABB": 0.0, "BAA": 0.15, "BAB": 0.45, "BBA": 0.0, "BBB": 0.0}
+    )
+    assert result.return_mean == 5.0  # the deterministic joint action (B, A, B)

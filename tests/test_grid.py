@@ -13,22 +13,25 @@ from pathlib import Path
 
 import pytest
 
+from marlbench.algorithm import all_algorithms
 from marlbench.benchmark import Benchmark
-from marlbench.envs.registry import get_suite
 from marlbench.errors import MarlbenchError
 from marlbench.grid import GridOptions, generate_missing, plan_grid, run_grid
+from marlbench.plan import plan_path, read_plan
+from marlbench.suites import get_suite
+from marlbench.workspace import Workspace
 
 pytest.importorskip("ray.tune")
 
 MARLBENCH = [sys.executable, "-m", "marlbench.cli"]
 
 
-def _benchmark(tmp_path: Path, algorithms: list[str], instances: list[str], **extra: str) -> Benchmark:
+def _benchmark(tmp_path: Path, algorithms: list[str] | str, instances: list[str], **extra: str) -> Benchmark:
     lines = [
         "name: tiny",
         "profile: smoke",
         "metric: expected_return",
-        f"algorithms: [{', '.join(algorithms)}]",
+        f"algorithms: {algorithms if isinstance(algorithms, str) else '[' + ', '.join(algorithms) + ']'}",
         "seeds: [0, 1]",
         "instances:",
         *[f"  - {instance}" for instance in instances],
@@ -66,8 +69,41 @@ def test_plan_says_what_is_missing_and_how_to_get_it(tmp_path):
 def test_a_grid_where_nothing_can_run_fails_before_starting_ray(tmp_path, capsys):
     benchmark = _benchmark(tmp_path, ["bc"], ["smacv1/5m_vs_6m/poor"])
     with pytest.raises(MarlbenchError, match="nothing can run here"):
-        run_grid(benchmark, GridOptions(results=tmp_path / "results"))
+        run_grid(benchmark, GridOptions(Workspace(tmp_path / "data", tmp_path / "results")))
     assert "grid: suite smacv1 is not available" in capsys.readouterr().out
+    plan = read_plan(plan_path(tmp_path / "results" / "smoke", "tiny"))  # written first, for the report
+    assert [(cell.algo, cell.status) for cell in plan.cells] == [("bc", "not available")]
+    assert plan.cell_status()[("bc", ("smacv1", "5m_vs_6m", "poor"))].startswith(
+        "not run: suite smacv1 is not available"
+    )
+
+
+def test_all_plans_every_registered_algorithm_in_column_order_and_the_plan_file_records_why_not(tmp_path, capsys):
+    """``algorithms: all`` is every registered algorithm, by column order then name; ``--plan-only``
+    writes the plan beside the results (statuses, headings, order) and runs nothing."""
+    benchmark = _benchmark(tmp_path, "all", ["matrix/xor/ab", "matrix/bandit/gmm", "mamujoco/hopper/expert"])
+    workspace = Workspace(tmp_path / "data", tmp_path / "results")
+    summary = run_grid(benchmark, GridOptions(workspace, plan_only=True))
+    assert summary.finished == 0 and not (tmp_path / "data").exists(), "nothing generated, nothing run"
+    assert "none run (--plan-only)" in capsys.readouterr().out
+    registered = all_algorithms()
+    expected = sorted(registered, key=lambda name: (registered[name].column_order, name))
+    plan = read_plan(plan_path(tmp_path / "results" / "smoke", "tiny"))
+    assert [entry.name for entry in plan.algorithms] == expected
+    assert {entry.name: entry.display_name for entry in plan.algorithms} == {
+        name: cls.display_name for name, cls in registered.items()
+    }
+    assert plan.instances == list(benchmark.instances)
+    by_cell = {(cell.algo, "/".join(cell.instance)): cell for cell in plan.cells}
+    assert len(by_cell) == len(expected) * 3
+    for name, cls in registered.items():
+        for task, instance in (("xor", "matrix/xor/ab"), ("bandit", "matrix/bandit/gmm")):
+            supported = get_suite("matrix").task(task).spec.action_type in cls.action_types
+            assert by_cell[(name, instance)].status == ("run" if supported else "n/a")
+    omsd = by_cell[("omsd", "matrix/xor/ab")]
+    assert omsd.status == "n/a" and "omsd supports continuous actions" in omsd.reason
+    hopper = by_cell[("bc", "mamujoco/hopper/expert")]
+    assert hopper.status in ("missing", "not available"), hopper  # no dataset, or no MuJoCo here
 
 
 def _completed_runs(results: Path) -> dict[Path, tuple[int, str]]:
@@ -128,10 +164,11 @@ def test_interrupted_grid_resumes_without_rerunning_finished_trials(tmp_path):
     assert report.returncode == 0, report.stdout + report.stderr
     text = (reports / "tiny.md").read_text()
     lines = text.splitlines()
-    assert "| task | dataset | bc | comadice |" in lines
+    assert "| task | dataset | BC | ComaDICE |" in lines, "headings from the plan the grid wrote"
     rows = [line for line in lines if line.startswith(("| xor | ab |", "| mne | biased |"))]
     assert len(rows) == 2 and all(row.count("±") == 2 for row in rows), rows
     assert "(n=" not in "".join(rows), "every cell must hold both seeds"
+    assert "from the grid plan made" in text and "No grid plan" not in text, "the grid wrote its plan"
     assert (reports / "tiny.tex").read_text().count("\\pm") >= 4
 
 
@@ -140,7 +177,7 @@ def test_generation_of_several_tasks_runs_in_worker_processes_and_reports_each_f
     each, and the error names both tasks (nothing is written)."""
     missing = [("mamujoco", "hopper", "expert"), ("mamujoco", "halfcheetah", "expert")]
     said: list[str] = []
-    options = GridOptions(data=tmp_path / "data", generate_budget=10, generate_episodes=1)
+    options = GridOptions(Workspace(tmp_path / "data", tmp_path / "results"), generate_budget=10, generate_episodes=1)
     with pytest.raises(MarlbenchError, match=r"mamujoco/hopper .*mamujoco/halfcheetah"):
         generate_missing(missing, options, say=said.append)
     assert said == [f"grid: generating mamujoco/{task}/expert -> {tmp_path / 'data' / 'mamujoco' / task / 'expert'}"
@@ -188,7 +225,7 @@ def test_cluster_path_check_passes_on_a_local_cluster_and_says_what_to_do_when_a
 
         (tmp_path / "a-file").write_text("")
         benchmark = _benchmark(tmp_path, ["bc"], ["matrix/xor/ab"])
-        options = GridOptions(results=tmp_path / "a-file" / "results", data=tmp_path / "data", address="local")
+        options = GridOptions(Workspace(tmp_path / "data", tmp_path / "a-file" / "results"), address="local")
         with pytest.raises(RunDirectoryError, match=r"a-file/results/smoke: expected a writable directory"):
             run_grid(benchmark, options)
         assert "grid: 2 trials" not in capsys.readouterr().out, "no trial may start"

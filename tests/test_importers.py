@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marlbench.data.importers import IMPORTERS, import_dataset
-from marlbench.data.importers.omiga_hdf5 import detect_done_marks
+from marlbench.data.importers import import_dataset, importers
 from marlbench.data.store import Dataset, sha256_file
-from marlbench.envs.mamujoco_tasks import TASKS
 from marlbench.errors import ConfigError, DatasetError, DatasetExistsError, UnknownNameError
+from marlbench.suites.mamujoco.importers.omiga_hdf5 import detect_done_marks
+from marlbench.suites.mamujoco.tasks import TASKS
 
 h5py = pytest.importorskip("h5py")
 
@@ -266,7 +266,7 @@ def test_omiga_actions_out_of_range_rejected_or_clipped(tmp_path: Path, rng: np.
 def test_unknown_format_option_and_existing_root(tmp_path: Path, rng: np.random.Generator) -> None:
     source = tmp_path / "x.hdf5"
     write_omiga(source, [(make_episode(rng, 4), True)])
-    with pytest.raises(UnknownNameError, match="unknown import format 'omiga-h5'.*omiga-hdf5"):
+    with pytest.raises(UnknownNameError, match="unknown import format of suite mamujoco 'omiga-h5'.*omiga-hdf5"):
         import_dataset("omiga-h5", source, tmp_path / "d", suite="mamujoco", task="hopper", quality="medium")
     with pytest.raises(ConfigError, match="no option 'action_scale'"):
         omiga_import(source, tmp_path / "d", action_scale=2.0)
@@ -277,7 +277,9 @@ def test_unknown_format_option_and_existing_root(tmp_path: Path, rng: np.random.
     with pytest.raises(FileExistsError):
         omiga_import(source, root)
     assert omiga_import(source, root, overwrite=True).n_episodes == 1
-    assert set(IMPORTERS) == {"omiga-hdf5", "comadice-npz", "omar-npy"}
+    assert set(importers("mamujoco")) == {"omiga-hdf5", "comadice-npz", "omar-npy"}
+    with pytest.raises(UnknownNameError, match=r"import format of suite matrix 'omiga-hdf5'.*known: none"):
+        import_dataset("omiga-hdf5", source, tmp_path / "m", suite="matrix", task="xor", quality="ab")
 
 
 def replace_key(source: Path, key: str, value) -> None:

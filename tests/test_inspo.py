@@ -27,8 +27,8 @@ from algorithms.inspo import (
 )
 from marlbench.algorithm import resolve_config
 from marlbench.data.sampler import Batch
-from marlbench.envs.matrix import XOR_SPEC
 from marlbench.spec import EnvSpec
+from marlbench.suites.matrix.games import XOR
 from marlbench.train import train
 
 # ----------------------------------------------------------------------------- equations
@@ -171,7 +171,7 @@ def test_one_iteration_matches_equations_24_and_20():
         gamma=0.9,
         update_order="fixed",
     )
-    algo = InSPO(XOR_SPEC, config, torch.device("cpu"))
+    algo = InSPO(XOR.spec, config, torch.device("cpu"))
     q_online, q_target = [[0.2, 1.1], [0.4, -0.3]], [[0.5, 1.5], [-1.0, 0.25]]
     pi, mu = [[0.3, 0.7], [0.6, 0.4]], [[0.5, 0.5], [0.9, 0.1]]
     for i in range(2):
@@ -205,8 +205,8 @@ def test_later_agents_resample_with_the_updated_policies_of_earlier_ones(monkeyp
         hidden=(16, 16), ar_hidden=(16,), pretrain_steps=1, beta_half_life=100, auto_alpha=False, update_order=order
     )
     torch.manual_seed(0)
-    algo = InSPO(XOR_SPEC, config, torch.device("cpu"))
-    batch = _random_batch(XOR_SPEC, 32)
+    algo = InSPO(XOR.spec, config, torch.device("cpu"))
+    batch = _random_batch(XOR.spec, 32)
     algo.update(batch, 1)
     seen = []
 
@@ -216,10 +216,10 @@ def test_later_agents_resample_with_the_updated_policies_of_earlier_ones(monkeyp
 
     monkeypatch.setattr(inspo_module, "geometric_mean_log_ratio", recording)
     with torch.no_grad():
-        before = algo._dataset_log_prob(algo.policies, batch)
+        before = algo.policies.log_prob(batch.obs, batch.avail, batch.actions)
     algo.update(batch, 2)
     with torch.no_grad():
-        after = algo._dataset_log_prob(algo.policies, batch)
+        after = algo.policies.log_prob(batch.obs, batch.avail, batch.actions)
     assert [agent for agent, _ in seen] == [0, 1]
     assert not torch.allclose(before[:, 0], after[:, 0])  # agent 0 did move
     agent_0_as_seen_by_1 = seen[1][1][:, 0]
@@ -238,7 +238,7 @@ def test_semi_greedy_updates_the_agent_with_the_largest_expected_advantage_first
         set_constant_output(algo.policies[i], [0.0, 0.0])
         set_constant_output(algo.behaviour[i], [0.0, 0.0])
     batch = _batch([[0, 1, 0], [1, 0, 1]] * 8, [0.0] * 16, [1.0] * 16)
-    behaviour = [algo._dist(algo.behaviour, i, batch.obs, batch.avail) for i in range(3)]
+    behaviour = [algo.behaviour.output(i, batch.obs) for i in range(3)]
     for _ in range(5):
         assert algo._order(batch, behaviour, torch.tensor(1.0), 0.0)[0] == 1
 
@@ -259,9 +259,9 @@ def test_autoregressive_model_conditions_on_own_action_and_earlier_agents():
     assert model.inputs[1, 3].tolist() == [1, 1, 1, 0]
     assert model.inputs[0, 0].sum() == 0 and model.inputs[3, 3].sum() == 0
     batch = _random_batch(spec, 6)
-    out = model(batch.state, algo._encode(batch.actions))  # [B, N_i, N_j, nA]
+    out = model(batch.state, batch.actions)  # [B, N_i, N_j, nA]
     i, j = 2, 3
-    masked = (model.inputs[i, j][:, None] * algo._encode(batch.actions)).flatten(-2)
+    masked = (model.inputs[i, j][:, None] * model.encode(batch.actions)).flatten(-2)
     plain_input = torch.cat([batch.state, torch.eye(4)[j].expand(6, 4), masked], -1)
     weight = torch.cat([model.state_weight[i], model.id_weight[i], model.action_weight[i]], 0)
     hidden = (plain_input @ weight + model.first_bias[i]).relu()
@@ -272,28 +272,28 @@ def test_autoregressive_model_conditions_on_own_action_and_earlier_agents():
     # Agent j's prediction does not depend on the actions it may not see (a_3 for i = 2, j = 1).
     changed = batch.actions.clone()
     changed[:, 3] = (changed[:, 3] + 1) % 3
-    assert torch.allclose(model(batch.state, algo._encode(changed))[:, 2, 1], out[:, 2, 1])
+    assert torch.allclose(model(batch.state, changed)[:, 2, 1], out[:, 2, 1])
 
 
 def test_behaviour_cloning_learns_the_conditionals_of_xor_ab_ba_and_starts_pi_at_mu():
     """{AB, BA}: the marginals are 50/50, mu^{-i}(a_j | a_i) is deterministic; pi_0 = mu_i."""
     config = InSPOConfig(hidden=(32, 32), ar_hidden=(32, 32), pretrain_steps=150, beta_half_life=100)
     torch.manual_seed(0)
-    algo = InSPO(XOR_SPEC, config, torch.device("cpu"))
+    algo = InSPO(XOR.spec, config, torch.device("cpu"))
     batch = _batch([[0, 1], [1, 0]] * 32, [1.0] * 64, [1.0] * 64)
     for step in range(1, 151):
         algo.update(batch, step)
     with torch.no_grad():
-        marginal = algo._dataset_log_prob(algo.behaviour, batch)[:2].exp()
+        marginal = algo.behaviour.log_prob(batch.obs, batch.avail, batch.actions)[:2].exp()
         conditional = algo._autoregressive_log_prob(batch)[:2].exp()
-        policy = algo._dataset_log_prob(algo.policies, batch)[:2].exp()
+        policy = algo.policies.log_prob(batch.obs, batch.avail, batch.actions)[:2].exp()
     assert torch.allclose(marginal, torch.full((2, 2), 0.5), atol=0.05)
     assert conditional[:, 0, 1].min() > 0.95 and conditional[:, 1, 0].min() > 0.95
     assert torch.equal(policy, marginal)
 
 
 @pytest.mark.parametrize(
-    "spec", [XOR_SPEC, EnvSpec(3, 4, 6, "continuous", 5, action_dim=2)], ids=["discrete", "continuous"]
+    "spec", [XOR.spec, EnvSpec(3, 4, 6, "continuous", 5, action_dim=2)], ids=["discrete", "continuous"]
 )
 def test_state_dict_round_trip_restores_networks_optimisers_and_alpha(spec):
     config = InSPOConfig(hidden=(16, 16), ar_hidden=(16,), pretrain_steps=2, beta_half_life=100, action_samples=3)
@@ -344,17 +344,17 @@ def test_unavailable_actions_stay_out_of_every_distribution():
 
 
 def test_matrix_table_and_phases():
-    config = resolve_config(InSPO, "matrix", "xor", "aa-ab-ba", total_steps=2000)
+    config = resolve_config(InSPO, "matrix", "xor", "aa-ab-ba", total_steps=2000, spec=XOR.spec)
     assert (config.pretrain_steps, config.auto_alpha, config.alpha, config.beta_start) == (200, False, 0.1, 10.0)
     assert config.beta_half_life == 100
-    assert InSPO(XOR_SPEC, config, torch.device("cpu")).phase_starts() == {
+    assert InSPO(XOR.spec, config, torch.device("cpu")).phase_starts() == {
         "behaviour_cloning": 1,
         "sequential_policy_optimisation": 201,
     }
 
 
 def test_continuous_bandit_runs_through_both_phases(make_request):
-    """200 steps of behaviour cloning (the matrix table) and 20 sequential iterations on the continuous path."""
+    """22 steps of behaviour cloning (10% of the run) and 198 sequential iterations on the continuous path."""
     outcome = train(make_request(algo="inspo", task="bandit", quality="gmm", steps=220))
     assert outcome.result["status"] == "completed"
     final = outcome.result["final"]
@@ -363,7 +363,7 @@ def test_continuous_bandit_runs_through_both_phases(make_request):
 
 # ----------------------------------------------------------------------------- learning outcomes (slow)
 # The matrix suite's standard budget: 1000 updates of 64 transitions, the first 200 behaviour
-# cloning (the algorithm's matrix table). Scores are the exact expected return of the
+# cloning, with the one-step settings of the class comment. Scores are the exact expected return of the
 # stochastic joint policy (InSPO Tables 1-2 report it over 5 seeds).
 
 

@@ -15,10 +15,11 @@ import pytest
 pytest.importorskip("gymnasium_robotics", reason="MaMuJoCo needs gymnasium-robotics: pip install -e '.[mamujoco]'")
 pytest.importorskip("mujoco", reason="MaMuJoCo needs mujoco: pip install -e '.[mamujoco]'")
 
-from marlbench.envs.mamujoco import MaMuJoCoEnv, MaMuJoCoSuite, _make_parallel_env, default_workers  # noqa: E402
-from marlbench.envs.mamujoco_tasks import QUALITIES, TASKS, paper_observations  # noqa: E402
-from marlbench.envs.registry import get_suite  # noqa: E402
 from marlbench.errors import ConfigError, UnknownNameError  # noqa: E402
+from marlbench.suites import get_suite  # noqa: E402
+from marlbench.suites.mamujoco import MaMuJoCoSuite  # noqa: E402
+from marlbench.suites.mamujoco.env import MaMuJoCoEnv, _make_parallel_env, default_workers  # noqa: E402
+from marlbench.suites.mamujoco.tasks import QUALITIES, TASKS, paper_observations  # noqa: E402
 
 PAPER_DIMS = {"hopper": (14, 42), "halfcheetah": (23, 138), "ant": (113, 226)}
 LOCAL_DIMS = {"hopper": (9, 11), "halfcheetah": (9, 17), "ant": (63, 111)}

@@ -13,10 +13,10 @@ pytest.importorskip("stable_baselines3")
 pytest.importorskip("gymnasium_robotics")
 
 from marlbench.algorithm import all_algorithms, get_algorithm, resolve_config  # noqa: E402
-from marlbench.data.generators import mamujoco as gen  # noqa: E402
 from marlbench.data.store import Dataset  # noqa: E402
-from marlbench.envs.mamujoco_tasks import QUALITIES, TASKS, paper_observations  # noqa: E402
 from marlbench.errors import ConfigError  # noqa: E402
+from marlbench.suites.mamujoco import generate as gen  # noqa: E402
+from marlbench.suites.mamujoco.tasks import QUALITIES, TASKS, paper_observations  # noqa: E402
 from marlbench.train import RunRequest, train  # noqa: E402
 
 BUDGET = 1500

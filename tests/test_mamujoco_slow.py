@@ -11,7 +11,7 @@ pytest.importorskip("stable_baselines3")
 pytest.importorskip("gymnasium_robotics")
 
 from marlbench.data.store import Dataset  # noqa: E402
-from marlbench.envs.registry import get_suite  # noqa: E402
+from marlbench.suites import get_suite  # noqa: E402
 from marlbench.train import RunRequest, train  # noqa: E402
 
 BUDGET = int(os.environ.get("MARLBENCH_SLOW_BUDGET", "20000"))

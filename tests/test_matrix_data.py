@@ -9,9 +9,19 @@ import numpy as np
 import pytest
 
 from marlbench.data.card import card, format_card, joint_action_histogram
-from marlbench.data.generators.matrix import bandit_fields, matrix_game_fields
 from marlbench.data.store import Dataset
-from marlbench.envs.matrix import BANDIT_SPEC, MNE_PAYOFF, MNE_SPEC, XOR_PAYOFF, XOR_SPEC, MatrixSuite
+from marlbench.spec import EnvSpec
+from marlbench.suites.matrix import MatrixSuite
+from marlbench.suites.matrix.games import (
+    MNE,
+    MNE_TASK,
+    XOR,
+    XOR_TASK,
+    PayoffGame,
+    PayoffGameEnv,
+    bandit_fields,
+    joint_action_fields,
+)
 
 XOR_REWARDS = {"AA": 0.0, "AB": 1.0, "BA": 1.0, "BB": -2.0}
 
@@ -45,7 +55,7 @@ def test_xor_compositions(tmp_path: Path, quality: str, joints: list[str]) -> No
     labels = np.array(["AB"[a] + "AB"[b] for a, b in actions])
     for joint, reward in XOR_REWARDS.items():
         assert (rewards[labels == joint] == reward).all(), joint
-    np.testing.assert_array_equal(rewards, XOR_PAYOFF[actions[:, 0], actions[:, 1]])
+    np.testing.assert_array_equal(rewards, XOR.payoff[actions[:, 0], actions[:, 1]])
     assert np.asarray(dataset.fields["terminal"]).sum() == dataset.n_episodes  # every episode ends in a terminal
     stats = dataset.meta["statistics"]
     assert stats["return_mean"] == pytest.approx(np.mean([XOR_REWARDS[j] for j in joints]))
@@ -55,7 +65,7 @@ def test_xor_custom_size_and_divisibility(tmp_path: Path) -> None:
     dataset = generate(tmp_path, "xor", "aa-ab-ba", episodes=12)
     assert joint_action_histogram(dataset) == {"AA": 4, "AB": 4, "BA": 4, "BB": 0}
     with pytest.raises(ValueError, match="multiple of 2"):
-        matrix_game_fields(XOR_SPEC, XOR_PAYOFF, "xor", "ab-ba", 7)
+        XOR_TASK.fields("ab-ba", 7)
     with pytest.raises(ValueError, match="multiple of 4"):
         generate(tmp_path, "xor", "aa-ab-ba-bb", episodes=10)
     assert not (tmp_path / "xor-aa-ab-ba-bb").exists()
@@ -81,9 +91,9 @@ def test_mne_biased(tmp_path: Path) -> None:
     assert (rewards[~diagonal] == 0).all()
     for action, reward in enumerate([5.0, 10.0, 20.0]):
         assert (rewards[diagonal & (actions[:, 0] == action)] == reward).all()
-    np.testing.assert_array_equal(MNE_PAYOFF, np.diag([5.0, 10.0, 20.0]))
+    np.testing.assert_array_equal(MNE.payoff, np.diag([5.0, 10.0, 20.0]))
     with pytest.raises(ValueError, match="exact joint shares"):
-        matrix_game_fields(MNE_SPEC, MNE_PAYOFF, "mne", "biased", 50)
+        MNE_TASK.fields("biased", 50)
 
 
 def clipped_normal_moments(mean: float, std: float, high: float) -> tuple[float, float]:
@@ -117,8 +127,8 @@ def test_bandit_mixture(tmp_path: Path) -> None:
 
 
 def test_bandit_seeding() -> None:
-    a, b = bandit_fields(BANDIT_SPEC, seed=5, episodes=500), bandit_fields(BANDIT_SPEC, seed=5, episodes=500)
-    c = bandit_fields(BANDIT_SPEC, seed=6, episodes=500)
+    a, b = bandit_fields(seed=5, episodes=500), bandit_fields(seed=5, episodes=500)
+    c = bandit_fields(seed=6, episodes=500)
     assert set(a) == set(b)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
@@ -211,3 +221,85 @@ def test_bandit_env() -> None:
     _, _, _, reward, done, _ = env.step(actions[:, :, None])
     np.testing.assert_array_equal(reward, np.zeros(5))
     assert done.all()
+
+
+# --- the n-agent payoff game and its dataset builder ------------------------------------
+
+TRIO = np.arange(27, dtype=np.float32).reshape(3, 3, 3)  # payoff[a, b, c] = 9a + 3b + c
+
+
+def test_payoff_game_of_three_agents() -> None:
+    game = PayoffGame(TRIO)
+    assert game.spec == EnvSpec(
+        n_agents=3, obs_dim=1, state_dim=1, action_type="discrete", n_actions=3, episode_limit=1
+    )
+    assert game.reference_returns() == {"min": 0.0, "max": 26.0}
+    env = PayoffGameEnv(TRIO, 3)
+    np.testing.assert_array_equal(env.payoff, TRIO)
+    obs, state, avail = env.reset(seed=0)
+    assert obs.shape == (3, 3, 1) and state.shape == (3, 1) and avail.shape == (3, 3, 3) and avail.all()
+    _, _, _, reward, done, _ = env.step(np.array([[0, 0, 0], [2, 1, 0], [1, 2, 2]]))
+    np.testing.assert_array_equal(reward, [0.0, 21.0, 17.0])
+    assert done.all()
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.array([[0, 0], [1, 1], [2, 2]]))
+
+
+@pytest.mark.parametrize("payoff", [np.zeros((2, 3)), np.zeros(()), [[1.0, np.nan], [0.0, 0.0]]])
+def test_payoff_game_refuses_ragged_empty_or_non_finite_payoffs(payoff) -> None:
+    with pytest.raises(ValueError, match="payoff"):
+        PayoffGame(payoff)
+
+
+def test_joint_action_fields_from_a_mapping_or_an_array() -> None:
+    mapping = {(2, 1, 0): 3, (0, 0, 1): 2}
+    array = np.zeros((3, 3, 3), dtype=np.int64)
+    array[2, 1, 0], array[0, 0, 1] = 3, 2
+    from_mapping, from_array = joint_action_fields(TRIO, mapping), joint_action_fields(PayoffGame(TRIO), array)
+    assert set(from_mapping) == set(from_array)
+    for name in from_mapping:
+        np.testing.assert_array_equal(from_mapping[name], from_array[name], err_msg=name)
+    valid = from_mapping["valid"]
+    np.testing.assert_array_equal(from_mapping["actions"][valid], [[0, 0, 1]] * 2 + [[2, 1, 0]] * 3)
+    np.testing.assert_array_equal(from_mapping["reward"][valid], [1.0] * 2 + [21.0] * 3)
+    assert from_mapping["avail"].shape == (10, 3, 3) and from_mapping["terminal"].sum() == 5
+
+
+@pytest.mark.parametrize(
+    ("counts", "match"),
+    [
+        ({(3, 0, 0): 1}, "not one of a game"),
+        ({(0, 0): 1}, "not one of a game"),
+        (np.ones((3, 3), dtype=np.int64), "payoff's shape"),
+        (np.full((3, 3, 3), 0.5), "non-negative integers"),
+        ({(0, 0, 0): -1, (1, 1, 1): 2}, "non-negative integers"),
+        ({(0, 0, 0): 2.5}, "non-negative integers"),
+        ({}, "no episode"),
+    ],
+)
+def test_joint_action_fields_refuses_bad_counts(counts, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        joint_action_fields(TRIO, counts)
+
+
+@pytest.mark.parametrize(
+    ("task", "quality", "actions", "reward"),
+    [
+        (
+            "xor",
+            "ab-ba",
+            "f6e9371a931a98e4fda9cffeb414016e3f8969aa16cad6340d1e58734e5c613a",
+            "84d894215a870d22fb6e24d9c6b5d9275c3bfe96d0a90a9bd9f0c8cf4eb51e05",
+        ),
+        (
+            "mne",
+            "biased",
+            "7f7f3b7c28457ddd5c3ab5d20d7c116f22aa6ff4c475e4031450183dcd98a12b",
+            "75cfc6765b9fe2238d935690acd98baaba0479e2b9e6b9ca7bdf00750374133a",
+        ),
+    ],
+)
+def test_published_matrix_datasets_keep_their_bytes(tmp_path: Path, task, quality, actions, reward) -> None:
+    """The datasets the published numbers were measured on (before XOR and M-NE became payoff games)."""
+    files = generate(tmp_path, task, quality).meta["files"]
+    assert (files["actions"]["sha256"], files["reward"]["sha256"]) == (actions, reward)

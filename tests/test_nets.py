@@ -16,13 +16,7 @@ from marlbench.nets import (
     masked_logits,
     mlp,
 )
-from marlbench.nets.hotpath import (
-    GroupedGradClip,
-    categorical_log_prob,
-    flat_mlp,
-    tanh_gaussian_log_prob,
-    with_agent_ids,
-)
+from marlbench.nets.hotpath import flat_mlp, with_agent_ids
 from marlbench.nets.policies import tanh_gaussian_log_density
 
 B, N, O, S, NA, A = 5, 3, 4, 6, 5, 2
@@ -183,14 +177,14 @@ def test_tanh_gaussian_log_prob_matches_torch(shared: bool) -> None:
     reference = TransformedDistribution(Normal(mean, log_std.exp()), [TanhTransform(), AffineTransform(loc, scale)])
     actions = loc + scale * (torch.rand(B, N, A) * 1.8 - 0.9)  # moderate: |tanh| <= 0.9
     expected = reference.log_prob(actions).sum(-1)
-    torch.testing.assert_close(policy.log_prob(obs, actions), expected, rtol=0, atol=1e-4)
+    torch.testing.assert_close(policy.log_prob(obs, None, actions), expected, rtol=0, atol=1e-4)
 
 
 def test_tanh_gaussian_log_prob_finite_at_bounds() -> None:
     policy = _gaussian()
     obs = torch.randn(B, N, O)
     for edge in (LOW, HIGH):
-        log_prob = policy.log_prob(obs, torch.full((B, N, A), edge))
+        log_prob = policy.log_prob(obs, None, torch.full((B, N, A), edge))
         assert torch.all(torch.isfinite(log_prob))
         log_prob.sum().backward()
         assert all(torch.isfinite(p.grad).all() for p in policy.parameters())
@@ -205,7 +199,7 @@ def test_tanh_gaussian_sample_consistent_and_differentiable() -> None:
     y = (actions - (HIGH + LOW) / 2) / ((HIGH - LOW) / 2)
     inside = (y.abs() < 0.99).all(-1)
     assert inside.sum() > 100
-    recomputed = policy.log_prob(obs, actions.detach())
+    recomputed = policy.log_prob(obs, None, actions.detach())
     torch.testing.assert_close(log_prob[inside], recomputed[inside], rtol=0, atol=1e-3)
 
     actions.sum().backward()  # rsample: gradients reach the policy
@@ -221,11 +215,11 @@ def test_tanh_gaussian_clamps_and_act() -> None:
     mean, log_std = policy(obs)
     assert torch.all(mean <= 9.0) and torch.all(log_std >= -5.0)
 
-    det = policy.act(obs, deterministic=True)
+    det = policy.act(obs, None, deterministic=True)
     assert det.shape == (B, N, A)
     assert torch.all((det >= LOW) & (det <= HIGH))
     torch.testing.assert_close(det, LOW + (HIGH - LOW) / 2 * (torch.tanh(mean) + 1))
-    stoch = policy.act(obs, deterministic=False)
+    stoch = policy.act(obs, None, deterministic=False)
     assert torch.all((stoch >= LOW) & (stoch <= HIGH))
 
 
@@ -319,28 +313,15 @@ def test_hot_path_log_probs_equal_the_policies():
     actions = torch.empty(B, N, A).uniform_(-2.0, 2.0)
     actions[0, 0, 0] = 2.0  # on the bound
     out = flat_mlp(gaussian.net, with_agent_ids(torch.eye(N), obs))
-    torch.testing.assert_close(tanh_gaussian_log_prob(gaussian, out, actions), gaussian.log_prob(obs, actions))
+    torch.testing.assert_close(gaussian.log_prob_of_output(out, actions, None), gaussian.log_prob(obs, None, actions))
 
     categorical = CategoricalPolicy(N, O, NA, hidden=(16,))
     avail = torch.rand(B, N, NA) < 0.6
     avail[..., 0] = True
     taken = torch.distributions.Categorical(probs=avail.float()).sample()
     logits = flat_mlp(categorical.net, with_agent_ids(torch.eye(N), obs))
-    torch.testing.assert_close(categorical_log_prob(logits, taken, avail), categorical.log_prob(obs, avail, taken))
-
-
-def test_grouped_grad_clip_equals_clip_grad_norm_per_group():
-    groups = [
-        [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, 2))],
-        [torch.nn.Parameter(torch.zeros(4))],
-    ]
-    grads = [torch.tensor([3.0, 0.0, 4.0]), torch.zeros(2, 2), torch.tensor([0.1, 0.1, 0.1, 0.1])]
-    for param, grad in zip([p for g in groups for p in g], grads, strict=True):
-        param.grad = grad.clone()
-    GroupedGradClip(groups, max_norm=1.0)()
-    # group 0 has norm 5 and is scaled to norm 1; group 1 (norm 0.2) is left alone.
-    torch.testing.assert_close(groups[0][0].grad, torch.tensor([0.6, 0.0, 0.8]), atol=1e-6, rtol=0)
-    torch.testing.assert_close(groups[1][0].grad, torch.full((4,), 0.1))
+    expected = categorical.log_prob(obs, avail, taken)
+    torch.testing.assert_close(categorical.log_prob_of_output(logits, taken, avail), expected)
 
 
 @pytest.mark.parametrize("kind", ["linear", "two-layer"])
@@ -361,4 +342,4 @@ def test_tanh_gaussian_density_equals_the_policy_network():
     actions = torch.rand(5, 1, 2) * 4 - 2
     mean, log_std = policy(obs)
     ours = tanh_gaussian_log_density(mean, log_std, actions, loc=0.0, scale=2.0)
-    assert torch.allclose(ours, policy.log_prob(obs, actions), atol=1e-5)
+    assert torch.allclose(ours, policy.log_prob(obs, None, actions), atol=1e-5)

@@ -235,7 +235,7 @@ def _bandit_return(make_request, decomposition: str, seed: int) -> float:
 
 def test_sequential_decomposition_coordinates_on_the_bandit(make_request):
     """OMSD (sequential) on the matrix suite's standard budget (600 pretraining + 400 actor
-    steps of 64 samples, beta 1 from the suite's table): both actors go to the same corner."""
+    steps of 64 samples, beta 1 from the one-step settings): both actors go to the same corner."""
     assert _bandit_return(make_request, "sequential", 0) > 0.95
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from marlbench.algorithm import all_algorithms
 from marlbench.errors import ConfigError, UnknownNameError
 from marlbench.report.published import (
     ANNOTATED_COLUMNS,
@@ -18,13 +19,14 @@ from marlbench.report.published import (
     COLUMNS,
     DEFAULT_DIR,
     NOT_CHECKED,
+    PAPERS_FILE,
+    load_paper_names,
     load_published,
     published_for,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 PAPERS = REPO.parent / "shared" / "papers"
-REGISTRY = {"comadice", "omiga", "optdice", "alberdice", "inspo", "omsd", "bc", "bcq", "cql", "icq", "omar"}
 
 ALPHAS = 5
 DIVERGENCES = 3
@@ -81,7 +83,28 @@ def test_each_file_holds_one_paper_and_every_foreign_algo_is_documented(publishe
         assert set(load_published(path)["paper"]) == {path.stem}
     readme = (DEFAULT_DIR / "README.md").read_text()
     documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", readme, flags=re.MULTILINE))
-    assert set(published["algo"]) - REGISTRY == documented
+    assert set(published["algo"]) - set(all_algorithms()) == documented
+
+
+def test_every_paper_is_named_in_papers_yaml(published: pd.DataFrame) -> None:
+    names = load_paper_names()
+    assert set(names) == set(published["paper"]), "one name per paper of the CSVs, no other"
+    assert names["comadice"] == "ComaDICE" and names["inspo"] == "InSPO"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- comadice\n", r"expected a mapping of paper id to name, found list"),
+        ("ComaDICE: ComaDICE\n", r"key 'ComaDICE': expected a paper id"),
+        ("comadice: ''\n", r"field 'comadice': expected the paper's name as printed, found ''"),
+    ],
+)
+def test_a_bad_papers_file_is_named(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / PAPERS_FILE).write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_paper_names(tmp_path)
+    assert load_paper_names(tmp_path / "absent") == {}
 
 
 def test_ablation_rows_at_the_default_setting_repeat_the_main_tables(published: pd.DataFrame) -> None:

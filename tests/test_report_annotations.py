@@ -10,8 +10,7 @@ from pathlib import Path
 import pandas as pd
 from test_report import make_benchmark, write_run
 
-from marlbench.grid import write_report
-from marlbench.report.build import build_report
+from marlbench.report.build import build_report, write_report
 from marlbench.report.published import load_published
 
 AB = ("matrix", "xor", "ab")
@@ -34,7 +33,7 @@ def test_our_entry_is_marked_where_the_authors_code_does_not_reproduce_the_paper
     results = tmp_path / "results"
     _matrix_runs(results)
     benchmark = make_benchmark(instances=(AB, AA_AB_BA), seeds=(0, 1))
-    write_report(benchmark, results, tmp_path / "reports", None, formats=("md", "tex"), figures=False)
+    write_report(benchmark, results, tmp_path / "reports", formats=("md", "tex"), figures=False)
     text = (tmp_path / "reports" / "tiny.md").read_text()
     assert "| xor | ab | **0.55 ± 0.05** | 0.25 ± 0.05* |" in text  # Table 26 on {AB}: reproduced, no mark
     assert "|  | aa-ab-ba | **0.55 ± 0.05** | 0.25 ± 0.05*‡ |" in text
@@ -50,7 +49,7 @@ def test_no_footnote_without_a_shown_cell_marked_no(tmp_path: Path) -> None:
     for seed in range(2):
         write_run(results, AA_AB_BA, "bc", seed, 0.5)
     benchmark = make_benchmark(instances=(AB, AA_AB_BA), seeds=(0, 1))
-    write_report(benchmark, results, tmp_path / "reports", None, formats=("md",), figures=False)
+    write_report(benchmark, results, tmp_path / "reports", formats=("md",), figures=False)
     text = (tmp_path / "reports" / "tiny.md").read_text()
     assert "|  | aa-ab-ba | **0.50 ± 0.00** | — |" in text
     assert "‡ The authors' own code" not in text and "0.05‡" not in text

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from test_report import EXPERT, MEDIUM, make_benchmark, table_for, write_run
 
-from marlbench.grid import report_cell_status, write_report
-from marlbench.report.build import build_report
+from marlbench.grid import report_cell_status
+from marlbench.report.build import build_report, write_report
 from marlbench.report.tables import render_markdown
 
 SMAC = ("smacv1", "5m_vs_6m", "good")
@@ -36,7 +36,7 @@ def test_results_without_a_data_root_report_every_number(tmp_path: Path) -> None
     _cluster_results(results)
     benchmark = make_benchmark(instances=(MEDIUM, EXPERT, SMAC), seeds=(0, 1))
     assert not (tmp_path / "data").exists() and not (tmp_path / "no-data").exists()
-    write_report(benchmark, results, tmp_path / "reports", tmp_path / "no-data", formats=("md",), figures=False)
+    write_report(benchmark, results, tmp_path / "reports", formats=("md",), figures=False)
     text = (tmp_path / "reports" / "tiny.md").read_text()
     rows = _rows(tmp_path / "reports" / "tiny.md")
     assert len(rows) == 3 and all(row.count("±") == 2 for row in rows), rows
@@ -49,7 +49,7 @@ def test_one_missing_cell_is_the_only_one_named(tmp_path: Path) -> None:
     _cluster_results(results)
     shutil.rmtree(results / "mamujoco" / "hopper" / "expert" / "comadice")
     benchmark = make_benchmark(instances=(MEDIUM, EXPERT, SMAC), seeds=(0, 1))
-    write_report(benchmark, results, tmp_path / "reports", None, formats=("md",), figures=False)
+    write_report(benchmark, results, tmp_path / "reports", formats=("md",), figures=False)
     text = (tmp_path / "reports" / "tiny.md").read_text()
     table = text.split("## ")[1]
     body = [line for line in table.splitlines() if line.startswith("| ")][1:]
@@ -105,9 +105,9 @@ def test_write_report_imports_no_simulator(tmp_path: Path) -> None:
         "import sys\n"
         "from pathlib import Path\n"
         "from marlbench.benchmark import Benchmark\n"
-        "from marlbench.grid import write_report\n"
+        "from marlbench.report.build import write_report\n"
         "benchmark = Benchmark.load(sys.argv[1])\n"
-        "write_report(benchmark, Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), formats=('md',))\n"
+        "write_report(benchmark, Path(sys.argv[2]), Path(sys.argv[3]), formats=('md',))\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('mujoco', 'gymnasium', 'gymnasium_robotics'))\n"
         "assert not heavy, heavy\n"
     )
@@ -118,7 +118,7 @@ def test_write_report_imports_no_simulator(tmp_path: Path) -> None:
     )
     reports = tmp_path / "reports"
     completed = subprocess.run(
-        [sys.executable, "-c", code, str(yaml_path), str(results), str(reports), str(tmp_path / "no-data")],
+        [sys.executable, "-c", code, str(yaml_path), str(results), str(reports)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 from test_report import EXPERT, MEDIUM, make_benchmark, write_run
 
-from marlbench.data.generators.bridge import HORIZON, reference_returns
-from marlbench.envs.bridge import BridgeEnv
-from marlbench.envs.matrix import MatrixSuite
 from marlbench.report.aggregate import aggregate_scores
 from marlbench.report.build import build_report, report_columns, select_runs
 from marlbench.report.results import load_results
+from marlbench.suites.matrix import MatrixSuite
+from marlbench.suites.matrix.bridge import HORIZON, BridgeEnv, reference_returns
 from marlbench.train import train
 
 XOR = ("matrix", "xor", "ab")
@@ -131,8 +130,8 @@ def test_mamujoco_cards_record_random_and_expert_returns(tmp_path: Path, monkeyp
     seeded rollout of uniform actions on Hopper."""
     pytest.importorskip("stable_baselines3")
     pytest.importorskip("gymnasium_robotics")
-    from marlbench.data.generators import mamujoco as gen
-    from marlbench.envs.mamujoco_tasks import TASKS
+    from marlbench.suites.mamujoco import generate as gen
+    from marlbench.suites.mamujoco.tasks import TASKS
 
     task = TASKS["hopper"]
     random_return = gen.random_policy_return(task, seed=3)

@@ -17,7 +17,7 @@ from cli_helpers import RUN, RUN_DIR, run_cli
 
 from marlbench.algorithm import _ALGORITHMS, Algorithm, AlgorithmConfig, register
 from marlbench.data.sampler import Sampler
-from marlbench.envs.registry import get_suite
+from marlbench.suites import get_suite
 from marlbench.train import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, RESULT_FILE, train
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from marlbench.algorithm import get_algorithm, resolve_config
-from marlbench.envs.registry import get_suite
 from marlbench.errors import ConfigError
 from marlbench.spec import EnvSpec
+from marlbench.suites import get_suite
 from marlbench.train import train
 
 DISCRETE = EnvSpec(n_agents=2, obs_dim=1, state_dim=1, action_type="discrete", n_actions=2, episode_limit=1)
@@ -30,8 +30,8 @@ INSTANCES = {
 
 def _phases(algo: str, total_steps: int, overrides: dict | None = None):
     cls = get_algorithm(algo)
-    config = resolve_config(cls, *INSTANCES[algo], overrides or {}, total_steps=total_steps)
     spec = CONTINUOUS if algo == "omsd" else DISCRETE
+    config = resolve_config(cls, *INSTANCES[algo], overrides or {}, total_steps=total_steps, spec=spec)
     return config, cls(spec, config, torch.device("cpu")).phase_starts()
 
 

@@ -174,3 +174,22 @@ def test_algorithm_refuses_an_action_space_it_does_not_support(make_request):
             train(make_request(algo="test-diverging", task="bandit", quality="gmm", profile="smoke"))
     finally:
         _ALGORITHMS.pop("test-diverging")
+
+
+def test_a_run_started_before_config_json_recorded_headings_resumes(make_request):
+    """``display`` (the algorithm's heading and column order) is recorded, like ``runtime``, outside
+    the run's identity: a config.json without it (or with another heading) is the same run."""
+
+    def stop_at_first_checkpoint(step: int, run_dir: Path) -> None:
+        raise _Interrupted(step)
+
+    request = make_request(profile="smoke")
+    with pytest.raises(_Interrupted):
+        train(request, on_checkpoint=stop_at_first_checkpoint)
+    config_path = next(Path(request.results).rglob("config.json"))
+    config = json.loads(config_path.read_text())
+    assert config.pop("display") == {"display_name": "BC", "column_order": 0}
+    config_path.write_text(json.dumps(config))
+    resumed = train(request)
+    assert resumed.result["status"] == "completed"
+    assert resumed.result["config"]["display"] == {"display_name": "BC", "column_order": 0}

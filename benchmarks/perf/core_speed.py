@@ -20,9 +20,9 @@ from algorithms.bc import BC, BCConfig
 from marlbench.data.episodes import pack_episodes
 from marlbench.data.sampler import Sampler
 from marlbench.data.store import Dataset, write_dataset
-from marlbench.envs.matrix import MatrixSuite
 from marlbench.evaluate import evaluate
 from marlbench.spec import EnvSpec
+from marlbench.suites.matrix import MatrixSuite
 
 HOPPER_SHAPES = EnvSpec(
     n_agents=3, obs_dim=14, state_dim=42, action_type="continuous", action_dim=1, episode_limit=1000

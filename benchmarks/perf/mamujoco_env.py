@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from marlbench.algorithm import Algorithm, AlgorithmConfig
-from marlbench.envs.mamujoco import MaMuJoCoEnv, default_workers
-from marlbench.envs.mamujoco_tasks import TASKS
 from marlbench.evaluate import evaluate
+from marlbench.suites.mamujoco.env import MaMuJoCoEnv, default_workers
+from marlbench.suites.mamujoco.tasks import TASKS
 
 
 class ZeroPolicy(Algorithm):

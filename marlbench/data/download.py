@@ -1,9 +1,11 @@
 """Downloading the papers' datasets, resumably and verified, then importing them.
 
-:data:`KNOWN_SOURCES` maps ``(suite, task, quality)`` to where the authors published the
-file. :func:`download` streams it to ``<file>.part``, resumes an interrupted transfer
-with an HTTP ``Range`` request, checks the size and sha256 where they are known, and only
-then renames it to its final name, so a file under the final name is always complete.
+Each suite says where the authors published its datasets (:meth:`Suite.download_sources
+<marlbench.suites.Suite.download_sources>`: :class:`SourceEntry` records by task and quality;
+MaMuJoCo's are in :mod:`marlbench.suites.mamujoco.download`). :func:`download` streams a
+file to ``<file>.part``, resumes an interrupted transfer with an HTTP ``Range`` request,
+checks the size and sha256 where they are known, and only then renames it to its final
+name, so a file under the final name is always complete.
 :func:`download_and_import` downloads into ``<data>/_downloads/`` and imports the file
 with :func:`marlbench.data.importers.import_dataset`.
 
@@ -25,28 +27,16 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from marlbench.data.paths import data_dir as resolve_data_dir
-from marlbench.data.paths import dataset_root
 from marlbench.data.store import Dataset, check_write_target, sha256_file
-from marlbench.envs.mamujoco_tasks import QUALITIES, TASKS
 from marlbench.errors import MarlbenchError, UnknownNameError
+from marlbench.suites import get_suite
+from marlbench.workspace import dataset_root
 
 BASE_URL_ENV_VAR = "MARLBENCH_DOWNLOAD_BASE_URL"
 DOWNLOADS_DIR = "_downloads"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 3
 CHUNK_BYTES = 1 << 20
-
-OMIGA_README = "https://github.com/ZhengYinan-AIR/OMIGA"
-OMIGA_SHARE = "https://cloud.tsinghua.edu.cn/d/dcf588d659214a28a777/"
-"""The "Download link" of OMIGA's README (a Tsinghua cloud, i.e. Seafile, shared folder)."""
-
-
-def _omiga_file_url(file_name: str) -> str:
-    # Inferred, not documented by the authors: Seafile serves a file of a shared folder
-    # at <share>/files/?p=<url-encoded path>&dl=1, and OMIGA's README's example
-    # ("/data/Ant-v2-2x4-expert.hdf5") suggests the files sit at the share's root.
-    return f"{OMIGA_SHARE}files/?p={urllib.parse.quote('/' + file_name, safe='')}&dl=1"
 
 
 @dataclass(frozen=True)
@@ -60,7 +50,7 @@ class SourceEntry:
     """The file's name as the papers give it, e.g. ``Hopper-v2-3x1-medium.hdf5``."""
     url: str
     format: str
-    """The import format (a key of ``marlbench.data.importers.IMPORTERS``)."""
+    """The import format (a key of the suite's :meth:`~marlbench.suites.Suite.importers`)."""
     page: str
     """Where a person can get the file by hand."""
     sha256: str | None = None
@@ -72,32 +62,6 @@ class SourceEntry:
         if base_url:
             return f"{base_url.rstrip('/')}/{urllib.parse.quote(self.file_name)}"
         return self.url
-
-
-def _omiga_sources() -> dict[tuple[str, str, str], tuple[SourceEntry, ...]]:
-    sources = {}
-    for task_name, task in TASKS.items():
-        for quality in QUALITIES:
-            file_name = f"{task.paper_file_stem}-{quality}.hdf5"
-            entry = SourceEntry(
-                suite="mamujoco",
-                task=task_name,
-                quality=quality,
-                file_name=file_name,
-                url=_omiga_file_url(file_name),
-                format="omiga-hdf5",
-                page=OMIGA_SHARE,
-                # The authors publish no checksums or sizes; the sha256 of the file
-                # actually imported is recorded in the dataset's meta.json.
-                sha256=None,
-                size=None,
-                note=f"the dataset link of OMIGA's README ({OMIGA_README})",
-            )
-            sources[("mamujoco", task_name, quality)] = (entry,)
-    return sources
-
-
-KNOWN_SOURCES: dict[tuple[str, str, str], tuple[SourceEntry, ...]] = _omiga_sources()
 
 
 class DownloadError(MarlbenchError):
@@ -325,10 +289,13 @@ def download(
 
 
 def known_source(suite: str, task: str, quality: str) -> tuple[SourceEntry, ...]:
-    key = (suite, task, quality)
-    if key not in KNOWN_SOURCES:
-        raise UnknownNameError("downloadable dataset", "/".join(key), ["/".join(k) for k in KNOWN_SOURCES])
-    return KNOWN_SOURCES[key]
+    """The published copies of ``suite/task/quality`` (:meth:`Suite.download_sources
+    <marlbench.suites.Suite.download_sources>`), or ``UnknownNameError``."""
+    sources = get_suite(suite).download_sources()
+    if (task, quality) not in sources:
+        known = [f"{suite}/{known_task}/{known_quality}" for known_task, known_quality in sources]
+        raise UnknownNameError("downloadable dataset", f"{suite}/{task}/{quality}", known)
+    return sources[(task, quality)]
 
 
 def download_and_import(
@@ -336,7 +303,7 @@ def download_and_import(
     task: str,
     quality: str,
     *,
-    data_dir: Path | str | None = None,
+    data_dir: Path | str,
     cache_dir: Path | str | None = None,
     base_url: str | None = None,
     overwrite: bool = False,
@@ -346,13 +313,14 @@ def download_and_import(
 ) -> Dataset:
     """Download a known dataset into ``cache_dir`` (default ``<data>/_downloads/``) and
     import it at ``<data>/<suite>/<task>/<quality>/``. The downloaded file is kept, so a
-    second import needs no network."""
+    second import needs no network. ``data_dir`` is the resolved data root
+    (:class:`marlbench.workspace.Workspace`'s ``data``)."""
     from marlbench.data.importers import import_dataset
 
     entries = known_source(suite, task, quality)
-    data = resolve_data_dir(data_dir)
+    data = Path(data_dir)
     cache = Path(cache_dir) if cache_dir is not None else data / DOWNLOADS_DIR
-    root = dataset_root(suite, task, quality, data)
+    root = dataset_root(data, suite, task, quality)
     check_write_target(root, overwrite)
     failures: list[str] = []
     for entry in entries:

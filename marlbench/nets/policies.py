@@ -1,4 +1,12 @@
-"""Per-agent policies: masked categorical (discrete) and tanh-Gaussian (continuous)."""
+"""Per-agent policies: masked categorical (discrete) and tanh-Gaussian (continuous).
+
+Both expose one interface, so an algorithm written once serves either action space:
+``log_prob(obs, avail, actions)``, ``log_prob_of_output(out, actions, avail)`` (from the
+network's raw output, for hot paths that run the network themselves), ``sample(obs, avail)``
+(actions and their log-probabilities, reparameterised where continuous) and
+``act(obs, avail, deterministic)``. ``avail`` is ignored by the continuous policy.
+:func:`policy_for_spec` picks the one a task needs.
+"""
 
 from __future__ import annotations
 
@@ -71,8 +79,20 @@ class CategoricalPolicy(nn.Module):
     def log_prob(self, obs: torch.Tensor, avail: torch.Tensor | None, actions: torch.Tensor) -> torch.Tensor:
         return self.distribution(obs, avail).log_prob(actions)
 
+    def log_prob_of_output(self, out: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        """``log pi_i(a_i | o_i)`` ``[..., N]`` from raw logits (no all-masked-row check: no host sync)."""
+        if avail is not None:
+            out = out.masked_fill(~avail.bool(), torch.finfo(out.dtype).min)
+        return out.log_softmax(-1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
     def probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
         return torch.softmax(self.logits(obs, avail), dim=-1)
+
+    def sample(self, obs: torch.Tensor, avail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled actions ``[..., N]`` and their log-probabilities."""
+        distribution = self.distribution(obs, avail)
+        actions = distribution.sample()
+        return actions, distribution.log_prob(actions)
 
     def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool) -> torch.Tensor:
         """Argmax over available actions, or a sample; ``[..., N]`` int64."""
@@ -138,64 +158,59 @@ class TanhGaussianPolicy(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-tanh ``(mean, log_std)``, each ``[..., N, A]``, clamped."""
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
-        mean = mean.clamp(-self.mean_clamp, self.mean_clamp)
-        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
-        return mean, log_std
+        return self.mean_log_std(self.net(obs))
 
-    def _log_prob_pre_tanh(self, mean: torch.Tensor, log_std: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """log density of ``a = loc + scale * tanh(u)``, summed over A."""
+    def mean_log_std(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clamped pre-tanh ``(mean, log_std)`` from the network's raw output ``[..., 2A]``."""
+        mean, log_std = out.chunk(2, dim=-1)
+        return mean.clamp(-self.mean_clamp, self.mean_clamp), log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def squash(self, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """The action ``loc + scale tanh(u)`` of a pre-tanh value ``u``."""
+        return self.loc + self.scale * torch.tanh(pre_tanh)
+
+    def log_prob_pre_tanh(self, mean: torch.Tensor, log_std: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """Log density of the action ``squash(u)`` for ``u ~ N(mean, exp(log_std))``, summed over A."""
         # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)), stable for large |u|.
+        u = pre_tanh
         log_jac = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
         log_p = Normal(mean, log_std.exp()).log_prob(u) - log_jac - math.log(self.scale)
         return log_p.sum(dim=-1)
 
-    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, obs: torch.Tensor, avail: torch.Tensor | None, actions: torch.Tensor) -> torch.Tensor:
         """``[..., N]``; finite even for actions on the bounds (clipped inside before atanh)."""
-        mean, log_std = self(obs)
-        y = ((actions - self.loc) / self.scale).clamp(-1.0 + ATANH_EPS, 1.0 - ATANH_EPS)
-        return self._log_prob_pre_tanh(mean, log_std, torch.atanh(y))
+        return self.log_prob_of_output(self.net(obs), actions, avail)
 
-    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_prob_of_output(
+        self, out: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``log pi_i(a_i | o_i)`` ``[..., N]`` from the raw network output ``[..., N, 2A]``."""
+        mean, log_std = self.mean_log_std(out)
+        return tanh_gaussian_log_density(mean, log_std, actions, self.loc, self.scale)
+
+    def probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError("a continuous policy has no action probabilities")
+
+    def sample(self, obs: torch.Tensor, avail: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised ``(actions [..., N, A], log_prob [..., N])``."""
         mean, log_std = self(obs)
         u = Normal(mean, log_std.exp()).rsample()
-        actions = self.loc + self.scale * torch.tanh(u)
-        return actions, self._log_prob_pre_tanh(mean, log_std, u)
+        return self.squash(u), self.log_prob_pre_tanh(mean, log_std, u)
 
-    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        """``tanh(mean)`` mapped to the box when deterministic, else a sample."""
+    def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool) -> torch.Tensor:
+        """``squash(mean)`` when deterministic, else a sample."""
         if deterministic:
-            mean, _ = self(obs)
-            return self.loc + self.scale * torch.tanh(mean)
+            return self.squash(self(obs)[0])
         return self.sample(obs)[0]
 
 
-class DecentralisedPolicy(nn.Module):
-    """Each agent's policy over its own observation (and id): a masked categorical policy
-    on discrete tasks, a tanh-Gaussian policy on continuous ones, behind one interface."""
+Policy = CategoricalPolicy | TanhGaussianPolicy
 
-    def __init__(self, spec: EnvSpec, hidden: Sequence[int] = (256, 256), shared: bool = True):
-        super().__init__()
-        self.discrete = spec.discrete
-        self.net: CategoricalPolicy | TanhGaussianPolicy
-        if spec.discrete:
-            self.net = CategoricalPolicy(spec.n_agents, spec.obs_dim, spec.n_actions, hidden, shared=shared)
-        else:
-            self.net = TanhGaussianPolicy.for_spec(spec, hidden, shared=shared)
 
-    def log_prob(self, obs: torch.Tensor, avail: torch.Tensor | None, actions: torch.Tensor) -> torch.Tensor:
-        """``log pi_i(a_i | o_i)`` per agent, ``[..., N]``."""
-        if self.discrete:
-            return self.net.log_prob(obs, avail, actions)
-        return self.net.log_prob(obs, actions)
-
-    def act(self, obs: torch.Tensor, avail: torch.Tensor | None, deterministic: bool) -> torch.Tensor:
-        if self.discrete:
-            return self.net.act(obs, avail, deterministic)
-        return self.net.act(obs, deterministic)
-
-    def probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-        if not self.discrete:
-            raise NotImplementedError("a continuous policy has no action probabilities")
-        return self.net.probs(obs, avail)
+def policy_for_spec(spec: EnvSpec, hidden: Sequence[int] = (256, 256), shared: bool = True) -> Policy:
+    """Each agent's policy over its own observation (and id): a masked categorical policy on
+    discrete tasks, a tanh-Gaussian policy over the action box on continuous ones."""
+    if spec.discrete:
+        assert spec.n_actions is not None
+        return CategoricalPolicy(spec.n_agents, spec.obs_dim, spec.n_actions, hidden, shared=shared)
+    return TanhGaussianPolicy.for_spec(spec, hidden, shared=shared)

@@ -4,10 +4,14 @@ numbers beside them, an aggregate over instances, figures and a marl-eval export
 Which runs count: those below ``results_dir`` with the benchmark's profile, one of its seeds, one
 of its instances and one of its columns (algorithm x variant). Every cell is looked up in the
 results first; only a cell without a finished run shows the caller's status (``cell_status``:
-``n/a``, ``not implemented``, ``not run: <why>``; the caller knows the registry, this package
-imports neither torch nor any algorithm). A result file that cannot be read is skipped and named
-under the tables, as is a completed run without the table's metric. When the runs record their
-provenance, the header sums it up (commits, hosts, runs with uncommitted changes).
+``n/a``, ``not implemented``, ``not run: <why>``). This package imports neither torch, nor any
+algorithm, nor a simulator: :func:`write_report` (``marlbench report``) takes the statuses, the
+algorithms of ``algorithms: all`` and their column headings and order from the grid's plan file
+beside the results (:mod:`marlbench.plan`); without one, from what the runs' ``config.json``
+record (headings, column order; registry names otherwise), and says so above the tables. A result
+file that cannot be read is skipped and named under the tables, as is a completed run without the
+table's metric. When the runs record their provenance, the header sums it up (commits, hosts, runs
+with uncommitted changes).
 
 Published numbers (a ``load_published`` frame) are matched to our cells by instance, algorithm
 and variant (``alpha=10`` and ``alpha=10.0`` are the same variant) and shown as one table per
@@ -37,29 +41,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from marlbench.benchmark import ALL_ALGORITHMS, Benchmark, Instance
+from marlbench.benchmark import Benchmark, Instance
 from marlbench.data.store import write_text_atomic
 from marlbench.errors import ConfigError
+from marlbench.metrics import METRIC_DESCRIPTIONS, METRIC_NAMES, PERCENT_METRICS
+from marlbench.plan import DEFAULT_COLUMN_ORDER, AlgorithmEntry, PlanFile, plan_path, read_plan
 from marlbench.report.aggregate import COLUMN_RANGE, Aggregate, aggregate_scores
 from marlbench.report.figures import aggregate_plot, alpha_ablation, learning_curves
 from marlbench.report.latex import escape, render_latex, standalone_document
 from marlbench.report.marl_eval import marl_eval_json
-from marlbench.report.published import DEFAULT_DIR, NOT_REPRODUCED, load_published, published_for
-from marlbench.report.results import INSTANCE_KEYS, SkippedFile, read_curves, read_results
-from marlbench.report.tables import (
-    METRIC_DESCRIPTIONS,
-    METRIC_NAMES,
-    NOT_REPRODUCED_MARK,
-    PERCENT_METRICS,
-    Cell,
-    Column,
-    Table,
-    render_markdown,
-    score_table,
+from marlbench.report.published import (
+    DEFAULT_DIR,
+    NOT_REPRODUCED,
+    load_paper_names,
+    load_published,
+    published_for,
 )
+from marlbench.report.results import INSTANCE_KEYS, SkippedFile, read_curves, read_results
+from marlbench.report.tables import NOT_REPRODUCED_MARK, Cell, Column, Table, render_markdown, score_table
 
 FORMATS = ("md", "tex")
-PAPER_NAMES = {"comadice": "ComaDICE", "omiga": "OMIGA", "inspo": "InSPO", "omsd": "OMSD"}
 ENVIRONMENT_NOTE = (
     "Our environments and datasets differ from the papers' where they do: MaMuJoCo runs on "
     "gymnasium-robotics (MuJoCo v4/v5 physics, not the papers' v2) with datasets generated here "
@@ -87,43 +88,69 @@ PROVENANCE_LISTED = 5
 """Distinct commits or hosts named in the header; the rest are counted."""
 
 
+def recorded_display(runs: pd.DataFrame) -> dict[str, AlgorithmEntry]:
+    """Algorithm -> the heading and column order its runs recorded (``config.json``'s ``display``;
+    the first run that records them), for algorithms whose runs record any."""
+    entries: dict[str, AlgorithmEntry] = {}
+    if "display_name" not in runs:
+        return entries
+    for algo, group in runs.groupby("algo", sort=True):
+        names = group["display_name"].dropna()
+        orders = pd.to_numeric(group["column_order"], errors="coerce").dropna()
+        if names.empty and orders.empty:
+            continue
+        order = int(orders.iloc[0]) if not orders.empty else DEFAULT_COLUMN_ORDER
+        entries[str(algo)] = AlgorithmEntry(str(algo), str(names.iloc[0]) if not names.empty else str(algo), order)
+    return entries
+
+
 def report_columns(
     benchmark: Benchmark,
     runs: pd.DataFrame,
     cell_status: Mapping[tuple[str, Instance], str],
     algorithms: Sequence[str] | None = None,
+    display: Mapping[str, AlgorithmEntry] | None = None,
 ) -> list[Column]:
-    """Algorithm x variant columns. Algorithms: the benchmark's list, else ``algorithms``, else
-    every name found in the results or in ``cell_status`` (the mission's order first)."""
+    """Algorithm x variant columns. Algorithms: the benchmark's list, in its order; for
+    ``algorithms: all``, ``algorithms`` (the plan's) and every algorithm with a run of the
+    benchmark or a status in ``cell_status``, by column order, then name. Headings and column
+    order: ``display`` (the plan's), else what the runs recorded, else the registry name."""
+    ours = runs[(runs["profile"] == benchmark.profile) & _in_instances(runs, benchmark.instances)]
+    known = {**recorded_display(ours), **(display or {})}
     if benchmark.algorithms is not None:
         algos = list(benchmark.algorithms)
-    elif algorithms is not None:
-        algos = list(algorithms)
     else:
-        found = set(runs["algo"].dropna()) | {algo for algo, _ in cell_status}
-        algos = [name for name in ALL_ALGORITHMS if name in found] + sorted(found - set(ALL_ALGORITHMS))
+        found = set(ours["algo"].dropna()) | {algo for algo, _ in cell_status} | set(algorithms or ())
+        algos = sorted(
+            found, key=lambda name: (known[name].column_order if name in known else DEFAULT_COLUMN_ORDER, name)
+        )
     variants = benchmark.variants
     columns = []
     for algo in algos:
+        heading = known[algo].display_name if algo in known else algo
         for variant in variants:
             if len(variants) == 1:
-                label = algo
+                label = heading
             elif len(algos) == 1:
                 label = variant.label
             else:
-                label = f"{algo} {variant.label}"
+                label = f"{heading} {variant.label}"
             columns.append(Column(algo, variant.name, label))
     return columns
 
 
+def _in_instances(frame: pd.DataFrame, instances: Sequence[Instance]) -> pd.Series:
+    index = pd.MultiIndex.from_tuples(list(instances), names=INSTANCE_KEYS)
+    return pd.Series(pd.MultiIndex.from_frame(frame[INSTANCE_KEYS]).isin(index), index=frame.index)
+
+
 def select_runs(frame: pd.DataFrame, benchmark: Benchmark, columns: Sequence[Column]) -> pd.DataFrame:
     """The rows of a ``load_results``/``load_curves`` frame that belong to the benchmark."""
-    instances = pd.MultiIndex.from_tuples(benchmark.instances, names=INSTANCE_KEYS)
     pairs = pd.MultiIndex.from_tuples([(c.algo, c.variant) for c in columns], names=["algo", "variant"])
     keep = (
         (frame["profile"] == benchmark.profile)
         & frame["seed"].isin(benchmark.seeds)
-        & pd.MultiIndex.from_frame(frame[INSTANCE_KEYS]).isin(instances)
+        & _in_instances(frame, benchmark.instances)
         & pd.MultiIndex.from_frame(frame[["algo", "variant"]]).isin(pairs)
     )
     return frame[keep].reset_index(drop=True)
@@ -143,9 +170,15 @@ def _canonical_variant(name: str) -> str:
 
 
 def published_tables(
-    published: pd.DataFrame, ours: Mapping[str, Table], benchmark: Benchmark, columns: Sequence[Column]
+    published: pd.DataFrame,
+    ours: Mapping[str, Table],
+    benchmark: Benchmark,
+    columns: Sequence[Column],
+    paper_names: Mapping[str, str] | None = None,
 ) -> list[tuple[str, Table]]:
-    """(metric, table) per published paper table whose metric the benchmark reports."""
+    """(metric, table) per published paper table whose metric the benchmark reports; captions
+    name each paper by ``paper_names`` (``papers.yaml``), else by its id."""
+    paper_names = paper_names or {}
     tables = []
     published = published.assign(variant_key=published["variant"].map(_canonical_variant))
     for (paper, table_name, metric), rows in published.groupby(["paper", "table", "metric"], sort=False):
@@ -174,7 +207,7 @@ def published_tables(
         if matched == 0:
             continue
         pages = sorted({int(page) for page in rows["page"].dropna()}) if "page" in rows else []
-        source = f"{PAPER_NAMES.get(paper, paper)} {table_name}" + (
+        source = f"{paper_names.get(paper, paper)} {table_name}" + (
             f", p. {', '.join(map(str, pages))}" if pages else ""
         )
         notes = []
@@ -183,7 +216,7 @@ def published_tables(
             notes.append(f"The paper's table also reports: {', '.join(others)}.")
         notes.append(ENVIRONMENT_NOTE)
         if shown:
-            notes += not_reproduced_notes(pd.DataFrame(shown))
+            notes += not_reproduced_notes(pd.DataFrame(shown), paper_names)
         caption = (
             f"Published: {source}, {METRIC_NAMES[metric]}; each entry published mean ± std "
             f"(Δ = ours − published, where we have a completed run)"
@@ -202,9 +235,10 @@ def _metric_value(metric: str, value: float, unit: str) -> str:
     return f"{words.get(metric, metric)} {value:g}" + ("%" if unit == "percent" else "")
 
 
-def not_reproduced_notes(rows: pd.DataFrame) -> list[str]:
+def not_reproduced_notes(rows: pd.DataFrame, paper_names: Mapping[str, str] | None = None) -> list[str]:
     """One ``‡`` footnote per published table and source, naming each cell's algorithm, dataset
     and the value the authors' own code gives (rows: published rows marked ``no``)."""
+    paper_names = paper_names or {}
     notes = []
     for (paper, table, source), group in rows.groupby(["paper", "table", "annotation_source"], sort=False):
         cells: list[str] = []
@@ -216,13 +250,15 @@ def not_reproduced_notes(rows: pd.DataFrame) -> list[str]:
             if text not in cells:
                 cells.append(text)
         notes.append(
-            f"{NOT_REPRODUCED_MARK} The authors' own code does not reproduce {PAPER_NAMES.get(paper, paper)} "
+            f"{NOT_REPRODUCED_MARK} The authors' own code does not reproduce {paper_names.get(paper, paper)} "
             f"{table} here; run on the same dataset it gives {'; '.join(cells)} (source: {source})."
         )
     return notes
 
 
-def mark_not_reproduced(table: Table, not_reproduced: pd.DataFrame) -> None:
+def mark_not_reproduced(
+    table: Table, not_reproduced: pd.DataFrame, paper_names: Mapping[str, str] | None = None
+) -> None:
     """Mark our entries whose published counterpart (any paper's table) the authors' own code does
     not reproduce, and add the footnotes."""
     if not_reproduced.empty:
@@ -241,7 +277,7 @@ def mark_not_reproduced(table: Table, not_reproduced: pd.DataFrame) -> None:
             cell.not_reproduced = True
             shown.append(match)
     if shown:
-        table.notes += not_reproduced_notes(pd.concat(shown).drop(columns="variant_key"))
+        table.notes += not_reproduced_notes(pd.concat(shown).drop(columns="variant_key"), paper_names)
 
 
 def load_benchmark_published(benchmark: Benchmark) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
@@ -257,6 +293,65 @@ def load_benchmark_published(benchmark: Benchmark) -> tuple[pd.DataFrame | None,
             [published_for(frame, paper=r.paper, tables=[r.table], metric=r.metric) for r in benchmark.published]
         )
     return published, frame[frame["authors_code"] == NOT_REPRODUCED]
+
+
+def plan_notes(plan: PlanFile | None, path: Path, benchmark: Benchmark, problem: str | None = None) -> list[str]:
+    """The sentences a report says about the grid plan it used, or did not find."""
+    if plan is None:
+        why = f"it cannot be used ({problem})" if problem else "there is none"
+        return [
+            f"No grid plan beside these results: {why} ({path}; `marlbench grid` writes it, "
+            "`marlbench grid FILE --plan-only` without running anything). The grid has not been planned on this "
+            "machine, or its plan was not copied with the results: headings and column order come from the runs' "
+            "config.json (algorithm names where they record none), and a cell without a run shows — even where "
+            "the algorithm does not apply or is not implemented."
+        ]
+    when = f"{plan.planned_at or 'at an unrecorded time'} on {plan.host or 'an unrecorded host'}"
+    notes = [f"Columns, headings and the status of cells without a run: from the grid plan made {when} ({path.name})."]
+    unplanned = [instance for instance in benchmark.instances if instance not in set(plan.instances)]
+    if unplanned:
+        notes.append(
+            f"The grid plan ({path}) does not cover {', '.join('/'.join(i) for i in unplanned)}: it was made for "
+            "another version of the benchmark file; those rows show only what the runs record."
+        )
+    return notes
+
+
+def write_report(
+    benchmark: Benchmark,
+    results_dir: Path | str,
+    out_dir: Path | str,
+    formats: Sequence[str] = FORMATS,
+    csv: bool = False,
+    figures: bool = True,
+) -> list[Path]:
+    """``marlbench report``: the report of a benchmark's runs below ``results_dir`` (its profile's
+    results, ``<results>/<profile>``), reading files only. Every finished run is shown; cells
+    without one take their status from the grid plan beside the results (:mod:`marlbench.plan`),
+    as do the algorithms of ``algorithms: all`` and the column headings; without a plan, the runs'
+    own records, and the report says so. The published tables the file mirrors stand beside ours."""
+    path = plan_path(results_dir, benchmark.name)
+    plan, problem = None, None
+    if path.exists():
+        try:
+            plan = read_plan(path)
+        except ConfigError as error:
+            problem = str(error)
+    published, not_reproduced = load_benchmark_published(benchmark)
+    return build_report(
+        benchmark,
+        results_dir,
+        out_dir,
+        formats=formats,
+        published=published,
+        cell_status=plan.cell_status() if plan is not None else None,
+        csv=csv,
+        figures=figures,
+        algorithms=[entry.name for entry in plan.algorithms] if plan is not None else None,
+        not_reproduced=not_reproduced,
+        display=plan.display() if plan is not None else None,
+        header_notes=plan_notes(plan, path, benchmark, problem),
+    )
 
 
 def _concerns(item: SkippedFile, results_dir: Path, benchmark: Benchmark, columns: Sequence[Column]) -> bool:
@@ -378,21 +473,27 @@ def build_report(
     algorithms: Sequence[str] | None = None,
     standalone: bool = True,
     not_reproduced: pd.DataFrame | None = None,
+    display: Mapping[str, AlgorithmEntry] | None = None,
+    header_notes: Sequence[str] = (),
+    paper_names: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Write ``out_dir/<name>.md`` / ``.tex`` (and ``.csv``, figures, the marl-eval JSON);
-    return the written paths. ``algorithms`` names the columns when the benchmark says
-    ``registered`` (the caller knows the registry; see :func:`report_columns`).
+    return the written paths. ``algorithms`` and ``display`` (the plan's): the algorithms of
+    ``algorithms: all`` and the column headings and order (see :func:`report_columns`).
     ``not_reproduced``: published rows (any table) marked ``authors_code`` = ``no``; our entries
-    for the same dataset and column get the ``‡`` footnote."""
+    for the same dataset and column get the ``‡`` footnote. ``header_notes``: sentences above the
+    tables. ``paper_names``: paper id -> name in captions (default: ``papers.yaml`` of
+    ``benchmarks/published``)."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ConfigError(f"--format: expected a subset of {', '.join(FORMATS)}, found {', '.join(unknown)}")
     cell_status = dict(cell_status or {})
+    paper_names = load_paper_names() if paper_names is None else paper_names
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     all_runs, skipped = read_results(results_dir)
     all_curves, skipped_curves = read_curves(results_dir)
-    columns = report_columns(benchmark, all_runs, cell_status, algorithms)
+    columns = report_columns(benchmark, all_runs, cell_status, algorithms, display)
     runs = select_runs(all_runs, benchmark, columns)
     curves = select_runs(all_curves, benchmark, columns)
     skipped_notes = [
@@ -418,18 +519,18 @@ def build_report(
     }
     for table in tables.values():
         if not_reproduced is not None:
-            mark_not_reproduced(table, not_reproduced)
+            mark_not_reproduced(table, not_reproduced, paper_names)
         table.notes += skipped_notes
     published_by_metric: dict[str, list[Table]] = {}
     if published is not None and not published.empty:
-        for metric, table in published_tables(published, tables, benchmark, columns):
+        for metric, table in published_tables(published, tables, benchmark, columns, paper_names):
             published_by_metric.setdefault(metric, []).append(table)
     aggregate = aggregate_scores(runs, benchmark.metric, columns, benchmark.instances)
 
     figure_list = _write_figures(benchmark, runs, curves, columns, aggregate, out_dir) if figures else []
     written += [figure.path for figure in figure_list]
 
-    header = _header(benchmark, runs)
+    header = _header(benchmark, runs, header_notes)
     texts: dict[str, str] = {}
     if "md" in formats:
         texts["md"] = _markdown(benchmark, header, tables, published_by_metric, aggregate, figure_list)
@@ -521,7 +622,7 @@ def provenance_line(runs: pd.DataFrame) -> str | None:
     return f"Provenance of the {len(runs)} runs in the tables: {'; '.join(parts)}."
 
 
-def _header(benchmark: Benchmark, runs: pd.DataFrame) -> list[str]:
+def _header(benchmark: Benchmark, runs: pd.DataFrame, notes: Sequence[str] = ()) -> list[str]:
     """Sentences above the tables (plain text; each format escapes them)."""
     seeds = ", ".join(map(str, benchmark.seeds))
     lines = [
@@ -534,6 +635,7 @@ def _header(benchmark: Benchmark, runs: pd.DataFrame) -> list[str]:
     provenance = provenance_line(runs)
     if provenance is not None:
         lines.append(provenance)
+    lines += notes
     made = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     lines.append(f"Report made {made} UTC on {socket.gethostname()}.")
     return [*lines, LEGEND]

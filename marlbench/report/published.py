@@ -2,13 +2,16 @@
 
 One CSV row is one printed table cell, in long format; ``benchmarks/published/README.md`` describes the
 columns and the naming conventions. ``load_published`` checks every row and raises ``ConfigError`` naming the
-file, the line, the field, what was expected and what was found. Imports only pandas and the standard library
-(the report layer must not need torch).
+file, the line, the field, what was expected and what was found. Imports only pandas, PyYAML and the standard
+library (the report layer must not need torch).
 
 Each cell may carry an annotation (the four ``ANNOTATION_COLUMNS`` after the transcription's own): whether
 the authors' own code, run on that dataset, reproduces the printed number (``yes``, ``no``, ``not-checked``),
 the value it gave, the metric of that value where it is not the cell's, and where the check is recorded. A
 file without these columns leaves every cell ``not-checked``.
+
+``papers.yaml`` beside the CSVs names each paper (its ``paper`` id -> the name captions and footnotes
+print, ``comadice: ComaDICE``); :func:`load_paper_names` reads it, so adding a paper edits data only.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from marlbench.errors import ConfigError, UnknownNameError
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "published"
+PAPERS_FILE = "papers.yaml"
+"""Beside the CSVs: paper id -> the paper's name in captions and footnotes."""
 
 COLUMNS = (
     "paper",
@@ -240,3 +246,24 @@ def published_for(
             raise UnknownNameError("metric", metric, set(selected["metric"]))
         selected = selected[selected["metric"] == metric]
     return selected.reset_index(drop=True)
+
+
+def load_paper_names(directory: Path | str = DEFAULT_DIR) -> dict[str, str]:
+    """``<directory>/papers.yaml``: paper id (the CSVs' ``paper`` column) -> the name captions print
+    (``{"comadice": "ComaDICE"}``); empty where the file is absent (an installed package). A report
+    names a paper without an entry by its id."""
+    path = Path(directory) / PAPERS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the paper names: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of paper id to name, found {type(data).__name__}")
+    for paper, name in data.items():
+        if not isinstance(paper, str) or not NAME.match(paper):
+            raise ConfigError(f"{path}: key {paper!r}: expected a paper id of [a-z0-9_.-], found {paper!r}")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{path}: field '{paper}': expected the paper's name as printed, found {name!r}")
+    return dict(data)

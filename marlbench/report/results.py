@@ -9,8 +9,10 @@ returned as a :class:`SkippedFile` naming the file, the field, what was expected
 the report lists these under its tables. ``load_results``/``load_curves`` warn about each instead.
 
 Beside the run's keys and final scores a row carries what the report needs from the run's
-``config.dataset.source`` (the dataset card's normalisation references, ``reference_returns``) and
-from its ``provenance`` (commit, uncommitted changes, host, CPU model), where the file has them.
+``config.dataset.source`` (the dataset card's normalisation references, ``reference_returns``), from
+``config.display`` (the algorithm's column heading and order when it ran: ``display_name``,
+``column_order``) and from its ``provenance`` (commit, uncommitted changes, host, CPU model), where the
+file has them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ FINISHED = ("completed", "diverged")
 REFERENCE_PAIRS = {("random", "expert"): "random-expert", ("min", "max"): "payoff-range"}
 REFERENCE_COLUMNS = ["reference_kind", "reference_low", "reference_high"]
 PROVENANCE_COLUMNS = ["commit", "dirty", "host", "cpu"]
+DISPLAY_COLUMNS = ["display_name", "column_order"]
 RESULT_COLUMNS = [
     *RUN_KEYS,
     "profile",
@@ -44,6 +47,7 @@ RESULT_COLUMNS = [
     "wall_time_s",
     *REFERENCE_COLUMNS,
     *PROVENANCE_COLUMNS,
+    *DISPLAY_COLUMNS,
     "run_dir",
 ]
 CURVE_COLUMNS = [*RUN_KEYS, "profile", "step", *SCORE_COLUMNS, "episodes"]
@@ -125,6 +129,18 @@ def _provenance(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _display(result: dict[str, Any]) -> dict[str, Any]:
+    """The heading and column order the run recorded (None where it records none or a wrong type)."""
+    config = result.get("config")
+    display = config.get("display") if isinstance(config, dict) else None
+    display = display if isinstance(display, dict) else {}
+    name, order = display.get("display_name"), display.get("column_order")
+    return {
+        "display_name": name if isinstance(name, str) and name else None,
+        "column_order": order if isinstance(order, int) and not isinstance(order, bool) else None,
+    }
+
+
 def _result_row(path: Path) -> dict[str, Any]:
     result = _read_object(path)
     keys = {key: _string(result, key) for key in RUN_KEYS + ["profile"] if key != "seed"}
@@ -151,6 +167,7 @@ def _result_row(path: Path) -> dict[str, Any]:
         "wall_time_s": result.get("wall_time_s"),
         **_references(result),
         **_provenance(result),
+        **_display(result),
         "run_dir": str(path.parent),
     }
 

@@ -37,22 +37,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from marlbench.metrics import METRIC_NAMES, PERCENT_METRICS
+from marlbench.plan import NOT_RUN
 from marlbench.report.results import INSTANCE_KEYS
 from marlbench.report.stats import welch_test
 
 Instance = tuple[str, str, str]
-METRIC_DESCRIPTIONS = {
-    "return_mean": "the mean return of the final evaluation's deterministic episodes",
-    "win_rate": "the win rate (in percent) of the final evaluation's deterministic episodes",
-    "expected_return": (
-        "on one-step discrete games the exact expected return of the stochastic joint policy "
-        "(what the papers' matrix tables report), elsewhere the mean return of the final evaluation's "
-        "deterministic episodes"
-    ),
-}
-METRIC_NAMES = {"return_mean": "return", "win_rate": "win rate (%)", "expected_return": "expected return"}
-PERCENT_METRICS = {"win_rate"}
-NOT_RUN = "not run"
 NOT_REPRODUCED_MARK = "‡"
 UNTESTED_NOTE = (
     "not tested: this entry or the best entry of its row has fewer than 2 completed seeds, "

@@ -1,57 +1,45 @@
-"""Importers for the datasets the papers published, by format name.
+"""Importing the datasets the papers published: the format registry and the checks every import gets.
 
-``import_dataset("omiga-hdf5", path, root, suite="mamujoco", task="hopper", quality="medium")``
-reads the external file(s), checks their dimensions against the task's spec (for MaMuJoCo
-the ``paper`` observation mode) before writing anything, rejects actions outside the
-action box unless asked to clip them, and writes a store dataset whose ``meta.json``
-records the importer, the source files' names and sha256, and every convention applied.
-The formats' facts are in REFERENCE.md ("Datasets in the wild"); each importer's module
-documents its conventions.
+A suite names the formats its published data come in (:meth:`Suite.importers
+<marlbench.suites.Suite.importers>`, e.g. MaMuJoCo's ``omiga-hdf5``, ``comadice-npz`` and
+``omar-npy``) and what imported data must match (:meth:`Suite.import_target
+<marlbench.suites.Suite.import_target>`: the task's spec and the ``env_options`` recorded
+with it). ``import_dataset("omiga-hdf5", path, root, suite="mamujoco", task="hopper",
+quality="medium")`` reads the external file(s), checks their dimensions against that spec
+before writing anything, rejects actions outside the action box unless asked to clip
+them, and writes a store dataset whose ``meta.json`` records the importer, the source
+files' names and sha256, and every convention applied. The formats' facts are in
+REFERENCE.md ("Datasets in the wild"); each importer's module documents its conventions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from marlbench.data.importers.base import CHUNK_ROWS, Converted, Importer
-from marlbench.data.importers.comadice_npz import ComaDiceNpzImporter
-from marlbench.data.importers.omar_npy import OmarNpyImporter
-from marlbench.data.importers.omiga_hdf5 import OmigaHdf5Importer
 from marlbench.data.store import Dataset, check_write_target, sha256_file, write_dataset
 from marlbench.errors import DatasetError, UnknownNameError
 from marlbench.spec import EnvSpec
+from marlbench.suites import get_suite
 
-__all__ = ["IMPORTERS", "Converted", "Importer", "import_dataset", "import_env_options", "import_spec"]
-
-IMPORTERS: dict[str, Importer] = {
-    importer.name: importer for importer in (OmigaHdf5Importer(), ComaDiceNpzImporter(), OmarNpyImporter())
-}
+__all__ = ["Converted", "Importer", "import_dataset", "import_target", "importers"]
 
 
-def import_spec(suite: str, task: str, quality: str | None = None) -> EnvSpec:
-    """The spec imported data must match: MaMuJoCo's ``paper`` mode, else the suite's task spec."""
-    if suite == "mamujoco":
-        from marlbench.envs.mamujoco_tasks import QUALITIES, TASKS
+def importers(suite: str) -> Mapping[str, Importer]:
+    """The formats data of ``suite`` can be imported from, by name."""
+    return get_suite(suite).importers()
 
-        if task not in TASKS:
-            raise UnknownNameError("task of suite mamujoco", task, TASKS)
-        if quality is not None and quality not in QUALITIES:
-            raise UnknownNameError(f"quality of mamujoco/{task}", quality, QUALITIES)
-        return TASKS[task].paper_spec
-    from marlbench.envs.registry import get_suite
 
+def import_target(suite: str, task: str, quality: str | None = None) -> tuple[EnvSpec, dict[str, Any]]:
+    """The spec imported data of ``suite/task`` must match and the ``env_options`` recorded with it."""
     suite_object = get_suite(suite)
     if quality is not None:
         suite_object.check_quality(task, quality)
-    return suite_object.task(task).spec
-
-
-def import_env_options(suite: str) -> dict[str, Any]:
-    """``env_options`` recorded with imported data: the papers' MaMuJoCo data are in ``paper`` mode."""
-    return {"observation_mode": "paper"} if suite == "mamujoco" else {}
+    return suite_object.import_target(task)
 
 
 def import_dataset(
@@ -74,11 +62,12 @@ def import_dataset(
     file, key, expected and found shape or dtype) for data that do not fit the task, and
     ``DatasetExistsError`` (a ``FileExistsError``) if ``root`` holds anything but an empty
     directory and ``overwrite`` is false; on any error nothing is written."""
-    if fmt not in IMPORTERS:
-        raise UnknownNameError("import format", fmt, IMPORTERS)
-    importer = IMPORTERS[fmt]
+    formats = importers(suite)
+    if fmt not in formats:
+        raise UnknownNameError(f"import format of suite {suite}", fmt, formats)
+    importer = formats[fmt]
     importer.check_options(options)
-    spec = import_spec(suite, task, quality)
+    spec, env_options = import_target(suite, task, quality)
     root = Path(root)
     check_write_target(root, overwrite)
     source = Path(source)
@@ -105,7 +94,7 @@ def import_dataset(
         task=task,
         quality=quality,
         source=record,
-        env_options=import_env_options(suite),
+        env_options=env_options,
         overwrite=overwrite,
     )
 

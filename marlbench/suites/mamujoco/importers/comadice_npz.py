@@ -32,9 +32,9 @@ from marlbench.data.importers.base import (
     require_keys,
     time_limit_terminal,
 )
-from marlbench.envs.mamujoco_tasks import EPISODE_LIMIT
 from marlbench.errors import ConfigError, DatasetError
 from marlbench.spec import EnvSpec
+from marlbench.suites.mamujoco.tasks import EPISODE_LIMIT
 
 KEYS = ("states", "obs", "actions", "rewards", "dones", "actives")
 ACTION_SCALE = 4.0

@@ -1,15 +1,15 @@
-"""The mamujoco suite: Multi-Agent MuJoCo through gymnasium-robotics (DESIGN.md, "Environments").
+"""The MaMuJoCo environment: Multi-Agent MuJoCo through gymnasium-robotics (DESIGN.md, "Environments").
 
 Each episode is gymnasium-robotics' ``mamujoco_v1.parallel_env(scenario, agent_conf,
 agent_obsk=1, gym_env=gymnasium.make(gym_id))`` over the task table of
-:mod:`marlbench.envs.mamujoco_tasks`: Hopper 3x1, Ant 2x4, HalfCheetah 6x1.
+:mod:`marlbench.suites.mamujoco.tasks`: Hopper 3x1, Ant 2x4, HalfCheetah 6x1.
 
 Observation modes (option ``observation_mode``):
 
 - ``paper`` (default) reproduces the papers' datasets (OMIGA, ComaDICE): agent i sees the
   whole single-agent observation (``env.state()``) followed by its one-hot id, the vector
   standardised by its own mean and standard deviation; the state is the concatenation of
-  all agents' vectors (:func:`~marlbench.envs.mamujoco_tasks.paper_observations`). Dims
+  all agents' vectors (:func:`~marlbench.suites.mamujoco.tasks.paper_observations`). Dims
   obs/state: Hopper 14/42, HalfCheetah 23/138, Ant 113/226.
 - ``local`` gives gymnasium-robotics' own k=1 nearest-joint observations, zero-padded to
   the largest agent's dim (Hopper 9, HalfCheetah 9, Ant 63), with ``env.state()`` as state.
@@ -74,29 +74,23 @@ import warnings
 import weakref
 from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from marlbench.data.store import Dataset
 from marlbench.envs.base import Observation, StepResult, VecEnv
-from marlbench.envs.mamujoco_tasks import (
+from marlbench.errors import ConfigError, UnknownNameError, require
+from marlbench.spec import EnvSpec
+from marlbench.suites.mamujoco.tasks import (
     EPISODE_LIMIT,
     OBSERVATION_MODES,
-    QUALITIES,
+    PURPOSE,
     TASKS,
     MaMuJoCoTask,
     paper_observations,
 )
-from marlbench.envs.registry import Suite, TaskInfo, register_suite
-from marlbench.errors import ConfigError, MissingDependencyError, UnknownNameError, require
-from marlbench.profiles import Profile
-from marlbench.spec import EnvSpec
 
-PURPOSE = "Multi-Agent MuJoCo"
-INSTALL_COMMAND = "pip install -e '.[mamujoco]'"
 ENV_OPTIONS = ("observation_mode", "n_workers", "max_steps")
 MIN_ENVS_FOR_WORKERS = 8
 """Below this many episodes, stepping in process beats a pipe round trip per step."""
@@ -343,7 +337,7 @@ class _Episodes:
 
 _WORKER_CODE = (
     "import json, sys; args = json.loads(sys.argv[1]); sys.path[:] = args['sys_path']; "
-    "from marlbench.envs.mamujoco import _worker_main; _worker_main(args)"
+    "from marlbench.suites.mamujoco.env import _worker_main; _worker_main(args)"
 )
 """The worker imports modules exactly as the parent does (same interpreter, same sys.path)."""
 
@@ -603,95 +597,3 @@ class MaMuJoCoEnv(VecEnv):
     def close(self) -> None:
         self._finalizer()
         self._episodes = None
-
-
-# --- the suite ---------------------------------------------------------------------------
-
-
-class MaMuJoCoSuite(Suite):
-    name = "mamujoco"
-    description = (
-        "Multi-Agent MuJoCo (gymnasium-robotics on Gym's v4 tasks, not the papers' v2): "
-        "Hopper 3x1, Ant 2x4, HalfCheetah 6x1"
-    )
-    requirements = f"gymnasium-robotics, gymnasium and mujoco (MuJoCo ships with the wheel): {INSTALL_COMMAND}"
-    profiles = {
-        # Exercises the whole chain (train, evaluate, checkpoint, report), not learning:
-        # `make table3 PROFILE=smoke SEEDS=0,1` runs 11 algorithms x 12 datasets x 2 seeds.
-        "smoke": Profile(
-            steps=50,
-            eval_every=25,
-            eval_episodes=2,
-            final_eval_episodes=2,
-            log_every=25,
-            checkpoint_every=25,
-            batch_size=64,
-        ),
-        "standard": Profile(
-            steps=200_000,
-            eval_every=10_000,
-            eval_episodes=10,
-            final_eval_episodes=32,
-            log_every=1000,
-            checkpoint_every=10_000,
-        ),
-        # ComaDICE: 1M steps, 100 evaluations of 32 episodes.
-        "paper": Profile(
-            steps=1_000_000,
-            eval_every=10_000,
-            eval_episodes=32,
-            final_eval_episodes=32,
-            log_every=1000,
-            checkpoint_every=10_000,
-        ),
-    }
-
-    def tasks(self) -> dict[str, TaskInfo]:
-        return {
-            name: TaskInfo(
-                name,
-                task.paper_spec,
-                QUALITIES,
-                f"{task.scenario} {task.agent_conf} ({task.gym_id}), {task.n_agents} agents, paper observations",
-            )
-            for name, task in TASKS.items()
-        }
-
-    def unavailable_reason(self) -> str | None:
-        try:
-            mujoco_modules()
-        except MissingDependencyError as error:
-            return str(error)
-        except Exception as error:  # an installed but broken MuJoCo
-            return f"{PURPOSE} failed to import ({type(error).__name__}: {error}); reinstall with {INSTALL_COMMAND}"
-        return None
-
-    def make_env(self, task: str, n_envs: int, **options: Any) -> VecEnv:
-        self.task(task)
-        unknown = sorted(set(options) - set(ENV_OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"mamujoco/{task}: unknown environment options {unknown} (known: {', '.join(ENV_OPTIONS)})"
-            )
-        return MaMuJoCoEnv(task, n_envs, **options)
-
-    def generate(
-        self,
-        task: str,
-        quality: str,
-        root: Path,
-        *,
-        seed: int = 0,
-        episodes: int | None = None,
-        budget: int | None = None,
-        overwrite: bool = False,
-    ) -> Dataset:
-        self.check_quality(task, quality)
-        from marlbench.data.generators.mamujoco import generate_mamujoco_dataset
-
-        return generate_mamujoco_dataset(
-            TASKS[task], quality, root, seed=seed, budget=budget, episodes=episodes, overwrite=overwrite
-        )
-
-
-register_suite(MaMuJoCoSuite())

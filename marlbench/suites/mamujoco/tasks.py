@@ -23,6 +23,8 @@ import numpy as np
 
 from marlbench.spec import EnvSpec
 
+PURPOSE = "Multi-Agent MuJoCo"
+INSTALL_COMMAND = "pip install -e '.[mamujoco]'"
 QUALITIES = ("expert", "medium", "medium-replay", "medium-expert")
 OBSERVATION_MODES = ("paper", "local")
 EPISODE_LIMIT = 1000

@@ -36,9 +36,9 @@ from marlbench.data.importers.base import (
     store_fields,
     time_limit_terminal,
 )
-from marlbench.envs.mamujoco_tasks import EPISODE_LIMIT
 from marlbench.errors import DatasetError
 from marlbench.spec import EnvSpec
+from marlbench.suites.mamujoco.tasks import EPISODE_LIMIT
 
 PER_AGENT = ("obs", "acs", "rews", "next_obs", "dones")
 OPTIONAL = ("states", "next_states")

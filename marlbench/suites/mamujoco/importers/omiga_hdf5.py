@@ -55,9 +55,9 @@ from marlbench.data.importers.base import (
     rows_from_episodes,
     store_fields,
 )
-from marlbench.envs.mamujoco_tasks import EPISODE_LIMIT
 from marlbench.errors import ConfigError, DatasetError, require
 from marlbench.spec import EnvSpec
+from marlbench.suites.mamujoco.tasks import EPISODE_LIMIT
 
 DONE_MARKS = ("auto", "final-row", "last-step")
 KEYS = ("o", "s", "a", "r", "d")

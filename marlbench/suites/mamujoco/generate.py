@@ -49,7 +49,7 @@ amounts of medium and expert data. We do the same with a single-agent behaviour 
   episodes of uniformly random actions in [-1, 1] (D4RL's two reference policies), so reports
   normalise scores against fixed ends rather than against the compared algorithms.
 - **Conversion.** Observations and states through
-  :func:`~marlbench.envs.mamujoco_tasks.paper_observations` (raw observations first cast
+  :func:`~marlbench.suites.mamujoco.tasks.paper_observations` (raw observations first cast
   to float32, what the policy sees); per-agent actions ``[T, n_agents, action_dim]`` by
   the index map of gymnasium-robotics' ``map_global_action_to_local_actions``, checked
   to invert through ``map_local_actions_to_global_action``; actions are clipped to
@@ -88,8 +88,9 @@ import torch
 
 from marlbench.data.episodes import pack_episodes
 from marlbench.data.store import Dataset, check_write_target, field_layout, write_dataset, write_json_atomic
-from marlbench.envs.mamujoco_tasks import EPISODE_LIMIT, QUALITIES, MaMuJoCoTask, paper_observations
 from marlbench.errors import ConfigError, MissingDependencyError, require
+from marlbench.suites.mamujoco.env import mujoco_modules, quiet_mujoco_creation
+from marlbench.suites.mamujoco.tasks import EPISODE_LIMIT, QUALITIES, MaMuJoCoTask, paper_observations
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,6 @@ def _check_modules(task: MaMuJoCoTask) -> tuple[Any, Any]:
 
     The simulator comes through the MaMuJoCo suite's importer, which drops only
     gymnasium-robotics' Adroit notice printed on import."""
-    from marlbench.envs.mamujoco import mujoco_modules
-
     purpose = f"Generating MaMuJoCo datasets ({task.name})"
     sb3 = require("stable_baselines3", "mamujoco", purpose)
     try:
@@ -132,8 +131,6 @@ def _quiet() -> Iterator[None]:
     """Drop the known notices of the v4 tasks, nothing else (the suite's own filter):
     Gymnasium's "v4 is out of date" warning and HalfCheetah's ``settotalmass`` deprecation,
     which MuJoCo would print and append to ./MUJOCO_LOG.TXT."""
-    from marlbench.envs.mamujoco import mujoco_modules, quiet_mujoco_creation
-
     _, _, mujoco = mujoco_modules()
     with quiet_mujoco_creation(mujoco):
         yield
@@ -163,8 +160,6 @@ def _preserved_global_rngs() -> Iterator[None]:
 
 def make_gym_env(task: MaMuJoCoTask):
     """The single-agent Gymnasium task with its 1000-step time limit."""
-    from marlbench.envs.mamujoco import mujoco_modules
-
     gymnasium, _, _ = mujoco_modules()
     with _quiet():
         env = gymnasium.make(task.gym_id, **task.gym_kwargs)
