@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=5.0, help="timing budget per algorithm, shape and phase")
+    parser.add_argument("--steps", type=int, default=10_000, help="run length that places the phase boundaries")
     parser.add_argument("--algos", nargs="*", default=None)
     parser.add_argument("--shapes", nargs="*", default=None, choices=list(SHAPES))
     args = parser.parse_args()
@@ -95,7 +96,9 @@ def main() -> None:
         for name, cls in all_algorithms().items():
             if (args.algos and name not in args.algos) or spec.action_type not in cls.action_types:
                 continue
-            config = resolve_config(cls, "perf", shape_name, "random", {"batch_size": args.batch})
+            config = resolve_config(
+                cls, "perf", shape_name, "random", {"batch_size": args.batch}, total_steps=args.steps, spec=spec
+            )
             algorithm = cls(spec, config, torch.device("cpu"))
             for phase, start, end in phases(algorithm):
                 rate = updates_per_second(algorithm, batch, start, end, args.seconds)

@@ -1,4 +1,4 @@
-"""Helpers for the training hot path of the shared-network algorithms (OMIGA, ComaDICE).
+"""Helpers for the training hot path of the shared-network algorithms (OMIGA, ComaDICE, ICQ, BCQ, CQL).
 
 The same parameters and arithmetic as ``AgentMLP.forward``, called functionally: each
 network input is built once (with its one-hot agent ids) and reused by every network that
